@@ -1,0 +1,1 @@
+"""Test doubles at the boundary: a fake OpenAI-compatible provider."""

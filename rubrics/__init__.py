@@ -1,0 +1,1 @@
+"""Core rubrics shipped with judge, as YAML data. Installed as the package ``judge_rubrics``."""
