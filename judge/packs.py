@@ -448,11 +448,18 @@ class BrokenPack:
     name: str
     source: str
     error: JudgeError
+    root: Path | None = None
 
     def __str__(self) -> str:
-        first = str(self.error).splitlines()
-        return f"pack '{self.name}' from {self.source} does not load: " + "; ".join(
-            line.strip(" -") for line in first[:4])
+        lines = str(self.error).splitlines()
+        if isinstance(self.error, DataValidationError) and self.error.issues:
+            n = len(self.error.issues)
+            detail = f"{n} problem(s), the first: {self.error.issues[0]}"
+            if self.root is not None:
+                detail += f". Run `judge packs validate {self.root}` to see all"
+        else:
+            detail = lines[0] if lines else type(self.error).__name__
+        return f"pack '{self.name}' from {self.source} does not load: {detail}"
 
 
 @dataclass
@@ -487,6 +494,7 @@ class PackRegistry:
             by_name.setdefault(name, []).append(source)
             if name in reg.packs or name in reg.broken:
                 continue
+            root: Path | None = None
             try:
                 root = locate()
                 pack = load_pack(root, source)
@@ -495,7 +503,7 @@ class PackRegistry:
                         f"Pack registered as '{name}' from {source} has name "
                         f"'{pack.name}' in its {MANIFEST}; the two must be equal.")
             except JudgeError as exc:
-                reg.broken[name] = BrokenPack(name, source, exc)
+                reg.broken[name] = BrokenPack(name, source, exc, root)
                 continue
             reg.packs[name] = pack
         for name, sources in sorted(by_name.items()):

@@ -20,4 +20,7 @@ def emit_json(obj: Any) -> None:
 
 def warn(message: str) -> None:
     """Print a warning on stderr."""
-    err_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+    from rich.markup import escape
+
+    # Messages carry rule names in brackets ("[exists]"): not rich markup.
+    err_console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
