@@ -683,18 +683,26 @@ def _plan_tar(src: Path) -> tuple[_Plan, Callable[[], None]]:
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise PackError(f"Cannot read {src} as a .tar.gz archive: {exc}") from exc
     plan = _Plan()
-    for m in members:
-        rel = _safe_member(src, m.name)
-        if m.issym() or m.islnk():
-            raise _refuse(src, m.name, f"is a link (to '{m.linkname}'); pack archives may not "
-                                       "contain links")
-        if m.isdir():
-            plan.add_dir(src, rel)
-        elif m.isfile():
-            plan.add_file(src, rel, m.size, lambda m=m: tf.extractfile(m))
-        else:
-            raise _refuse(src, m.name, "is a device, FIFO or other special file")
+    try:
+        for m in members:
+            _plan_tar_member(src, plan, tf, m)
+    except BaseException:
+        tf.close()
+        raise
     return plan, tf.close
+
+
+def _plan_tar_member(src: Path, plan: _Plan, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+    rel = _safe_member(src, m.name)
+    if m.issym() or m.islnk():
+        raise _refuse(src, m.name, f"is a link (to '{m.linkname}'); pack archives may not "
+                                   "contain links")
+    if m.isdir():
+        plan.add_dir(src, rel)
+    elif m.isfile():
+        plan.add_file(src, rel, m.size, lambda: tf.extractfile(m))
+    else:
+        raise _refuse(src, m.name, "is a device, FIFO or other special file")
 
 
 def _plan_zip(src: Path) -> tuple[_Plan, Callable[[], None]]:
@@ -704,18 +712,26 @@ def _plan_zip(src: Path) -> tuple[_Plan, Callable[[], None]]:
     except (zipfile.BadZipFile, OSError) as exc:
         raise PackError(f"Cannot read {src} as a .zip archive: {exc}") from exc
     plan = _Plan()
-    for info in infos:
-        rel = _safe_member(src, info.filename)
-        mode = info.external_attr >> 16
-        if stat.S_ISLNK(mode):
-            raise _refuse(src, info.filename, "is a link; pack archives may not contain links")
-        if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-            raise _refuse(src, info.filename, "is a device, FIFO or other special file")
-        if info.is_dir():
-            plan.add_dir(src, rel)
-        else:
-            plan.add_file(src, rel, info.file_size, lambda info=info: zf.open(info))
+    try:
+        for info in infos:
+            _plan_zip_member(src, plan, zf, info)
+    except BaseException:
+        zf.close()
+        raise
     return plan, zf.close
+
+
+def _plan_zip_member(src: Path, plan: _Plan, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+    rel = _safe_member(src, info.filename)
+    mode = info.external_attr >> 16
+    if stat.S_ISLNK(mode):
+        raise _refuse(src, info.filename, "is a link; pack archives may not contain links")
+    if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise _refuse(src, info.filename, "is a device, FIFO or other special file")
+    if info.is_dir():
+        plan.add_dir(src, rel)
+    else:
+        plan.add_file(src, rel, info.file_size, lambda: zf.open(info))
 
 
 def _plan_dir(src: Path) -> tuple[_Plan, Callable[[], None]]:

@@ -157,12 +157,12 @@ def show_cmd(name: str, as_json: bool) -> None:
                   f"domain {detail['domain']})", highlight=False)
     console.print(f"source: {detail['source']}  root: {detail['root']}", highlight=False)
     console.print(detail["description"], highlight=False)
-    table = Table("rubric", "version", "scale", "origin", "checks", "calibration", "hash")
+    table = Table("rubric", "version", "scale", "origin", "checks", "calibrated", "hash")
     for r in detail["rubrics"]:
         table.add_row(r["id"], r["version"], r["scale"], r["origin"],
                       ", ".join(c["id"] for c in r["checks"]) or "-",
-                      "not calibrated" if not r["calibration"] else str(len(r["calibration"])),
-                      r["hash"][:12])
+                      "no" if not r["calibration"] else str(len(r["calibration"])),
+                      r["hash"][:8])
     console.print(table)
     if detail["data"]:
         dt = Table("data file", "kind", "rubric", "rows", "items", "ratings", "provenance")
