@@ -72,9 +72,11 @@ def list_cmd(as_json: bool) -> None:
         })
         _report_registry_problems(reg)
         return
-    from rich.table import Table
+    from rich.table import Column, Table
 
-    table = Table("name", "version", "title", "domain", "rubrics", "source")
+    width = max([len(r["name"]) for r in rows] + [4])
+    table = Table(Column("name", no_wrap=True, min_width=width), "version", "title", "domain",
+                  "rubrics", "source")
     for r in rows:
         table.add_row(r["name"], r["version"], r["title"], r["domain"], str(r["rubrics"]),
                       r["source"])
@@ -157,7 +159,12 @@ def show_cmd(name: str, as_json: bool) -> None:
                   f"domain {detail['domain']})", highlight=False)
     console.print(f"source: {detail['source']}  root: {detail['root']}", highlight=False)
     console.print(detail["description"], highlight=False)
-    table = Table("rubric", "version", "scale", "origin", "checks", "calibrated", "hash")
+    from rich.table import Column
+
+    # Ids and file names are what people copy: never truncate them.
+    id_width = max([len(r["id"]) for r in detail["rubrics"]] + [6])
+    table = Table(Column("rubric", no_wrap=True, min_width=id_width), "version", "scale",
+                  "origin", "checks", "calibrated", "hash")
     for r in detail["rubrics"]:
         table.add_row(r["id"], r["version"], r["scale"], r["origin"],
                       ", ".join(c["id"] for c in r["checks"]) or "-",
@@ -165,7 +172,9 @@ def show_cmd(name: str, as_json: bool) -> None:
                       r["hash"][:8])
     console.print(table)
     if detail["data"]:
-        dt = Table("data file", "kind", "rubric", "rows", "items", "ratings", "provenance")
+        file_width = max(len(d["file"]) for d in detail["data"])
+        dt = Table(Column("data file", no_wrap=True, min_width=file_width), "kind", "rubric",
+                   "rows", "items", "ratings", "provenance")
         for d in detail["data"]:
             def n(v: Any) -> str:
                 return "-" if v is None else str(v)
