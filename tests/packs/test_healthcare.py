@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
+from judge.calibration.ratings_io import read_ratings
 from judge.checks import run_checks
-from judge.datasets import Item
+from judge.datasets import Item, read_items
 from judge.packs import PackManifest
 from judge.rubrics import CategoricalScale, LikertScale, Rubric, load_rubric
 from tests.test_core_rubrics import CORE_DIR, anchor_problems
@@ -44,8 +45,8 @@ def items() -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
-def _data_entry(manifest: PackManifest, file: str) -> Any:
-    [entry] = [d for d in manifest.data if d.file == file]
+def _data_entry(manifest: PackManifest, file: str, kind: str = "ratings") -> Any:
+    [entry] = [d for d in manifest.data if d.file == file and d.kind == kind]
     return entry
 
 
@@ -210,46 +211,52 @@ def test_kqa_file_is_the_published_one(human_ratings_dir: Path) -> None:
     assert "MIT License" in lic and "Itay Manes" in lic
 
 
-def test_kqa_mapping_reads_the_file(manifest: PackManifest, rubrics: dict[str, Rubric]) -> None:
+def test_kqa_imports_through_the_manifest_mapping(manifest: PackManifest,
+                                                  rubrics: dict[str, Rubric]) -> None:
     entry = _data_entry(manifest, "data/k-qa/NLI_medical_annotator.csv")
-    assert entry.kind == "ratings" and entry.format == "wide"
-    assert entry.rubric == "healthcare/claim-entailment" and entry.provenance == "public-human"
+    assert entry.format == "wide" and entry.rubric == "healthcare/claim-entailment"
+    assert entry.provenance == "public-human"
     assert "MIT" in (entry.license or "") and "ef403d01" in entry.source
-    with open(PACK / entry.file, newline="", encoding="utf-8") as fh:
+    path = PACK / entry.file
+    with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
-    raters = entry.mapping["raters"].split(",")
-    columns = [v for k, v in entry.mapping.items() if k != "raters"] + raters
-    assert all(c in rows[0] for c in columns), columns
-    assert len({r[entry.mapping["id"]] for r in rows}) == len(rows) > 0
+    rater_cols = ["label_0", "label_1", "label_2"]
+    expected = Counter(r[c] for r in rows for c in rater_cols)
+
+    imported = read_ratings(path, entry.mapping).ratings
+    assert sorted(set(imported["rater_id"])) == rater_cols
+    assert Counter(imported["value"]) == expected
     scale = rubrics[entry.rubric].scale
     assert isinstance(scale, CategoricalScale)
-    labels = {lab.label for lab in scale.labels}
-    assert {r[c] for r in rows for c in raters} <= labels
+    assert set(expected) <= {lab.label for lab in scale.labels}
+
+    # The same file read as items gives the ids the ratings use, with the judge's inputs.
+    items_entry = _data_entry(manifest, entry.file, kind="items")
+    items = read_items(path, items_entry.mapping)
+    assert {i.id for i in items} == set(imported["item_id"])
+    assert all(i.input and i.output and i.reference for i in items)
+    assert [i.reference for i in items] == [r["claim"] for r in rows]
 
 
 @pytest.mark.parametrize("name", ["dices_350_crowdsourced.json", "dices_350_expert.json"])
-def test_dices_files_and_mapping(manifest: PackManifest, rubrics: dict[str, Rubric],
-                                 human_ratings_dir: Path, name: str) -> None:
+def test_dices_files_import_through_the_manifest_mapping(
+        manifest: PackManifest, rubrics: dict[str, Rubric], human_ratings_dir: Path,
+        name: str) -> None:
     ours = PACK / "data" / "dices-350" / name
     assert ours.read_bytes() == (human_ratings_dir / "dices-350" / name).read_bytes()
+    assert "Attribution 4.0 International" in (PACK / "data" / "dices-350" / "LICENSE").read_text()
     entry = _data_entry(manifest, f"data/dices-350/{name}")
-    assert entry.kind == "ratings" and entry.rubric == "healthcare/dialogue-safety"
+    assert entry.format == "wide" and entry.rubric == "healthcare/dialogue-safety"
     assert "CC-BY-4.0" in (entry.license or "") and "5a0bf500" in entry.source
 
-    def get(record: Any, path: str) -> Any:
-        for part in path.split("."):
-            record = record[part]
-        return record
-
-    records = get(json.loads(ours.read_text()), entry.mapping["records"])
+    records = json.loads(ours.read_text())["instances"]
+    expected = Counter(s for r in records for s in r["annotations"]["safety"][
+        "individual_human_scores"])
+    imported = read_ratings(ours, entry.mapping).ratings
+    assert set(imported["item_id"]) == {str(r["id"]) for r in records}
+    assert Counter(imported["value"]) == expected
     scale = rubrics[entry.rubric].scale
     assert isinstance(scale, CategoricalScale)
-    labels = {lab.label for lab in scale.labels}
-    ids = set()
+    assert set(expected) <= {lab.label for lab in scale.labels}
     for rec in records:
-        ids.add(get(rec, entry.mapping["id"]))
-        assert get(rec, entry.mapping["input"]) and get(rec, entry.mapping["output"])
-        ratings = get(rec, entry.mapping["raters"])
-        assert ratings and set(ratings) <= labels
-    assert len(ids) == len(records) > 0
-    assert "Attribution 4.0 International" in (PACK / "data" / "dices-350" / "LICENSE").read_text()
+        assert rec["instance"]["user_prompt"] and rec["instance"]["response"]
