@@ -76,6 +76,7 @@ __all__ = [
     "metric_key",
     "read_judgments",
     "read_run_metrics",
+    "warm_up",
 ]
 
 _log = logging.getLogger(__name__)
@@ -264,6 +265,28 @@ def log_calibration(
         what=f"calibration of '{judge_model}' on '{rubric_id}'",
         hint="The calibration is in the store; its report files are unaffected.",
     )
+
+
+def warm_up(experiment: str = DEFAULT_EXPERIMENT) -> threading.Thread:
+    """Import MLflow and open (or create and migrate) the store in a background thread.
+
+    A job calls this when it starts so that MLflow's import (over a second), opening the
+    store and the one-off migration of a new SQLite store (several seconds) overlap with
+    judging instead of adding to the job's time. Failures are left for :func:`log_job`
+    to report.
+
+    Returns:
+        The started daemon thread (join it to wait).
+    """
+
+    def run() -> None:
+        with contextlib.suppress(Exception):
+            with _session("warm up", f"experiment '{experiment}'") as (client, _uri):
+                client.get_experiment_by_name(experiment)
+
+    thread = threading.Thread(target=run, name="judge-mlflow-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def find_run(job_id: str, experiment: str | None = None) -> str | None:

@@ -360,3 +360,20 @@ def test_log_calibration(mlflow_uri: str, experiment: str, tmp_path: Path) -> No
 def test_find_run_of_unknown_job_is_none(mlflow_uri: str) -> None:
     assert tracking.find_run("never-logged") is None
     assert tracking.find_run("never-logged", experiment="no-such-experiment") is None
+
+
+def test_warm_up_then_log(mlflow_uri: str, experiment: str) -> None:
+    thread = tracking.warm_up(experiment)
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    run_id = log_job("job-warm", experiment=experiment, params={}, metrics={"a/n": 2.0},
+                     judgments=[])
+    assert tracking.read_run_metrics(run_id) == {"a/n": 2.0}
+
+
+def test_warm_up_swallows_an_unreachable_server(
+        judge_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_closed_port()}")
+    thread = tracking.warm_up()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
