@@ -160,10 +160,7 @@ def run_inprocess(
     except BaseException as exc:
         store.set_job_status(job.id, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
-    errors = sum(1 for j in result.judgments if j.status in ("invalid_output", "provider_error"))
-    cost = sum(j.cost_usd or 0.0 for j in result.judgments)
-    store.add_progress(job.id, done=len(result.judgments), errors=errors, cost=cost,
-                       calls=result.provider_calls)
+    # Progress counters were kept by the store as each batch of judgments was written.
     outcome = JobOutcome(job_id=job.id, status="succeeded", result=result)
     finalize(store, job.id, spec, result.judgments, outcome, log_mlflow=log_mlflow)
     return outcome
@@ -194,14 +191,14 @@ def finalize(
 
     summary = {rid: s.as_dict() for rid, s in summarize(judgments).items()}
     metrics = job_metrics(judgments)
-    store.set_job_summary(job_id, {"rubrics": summary, "metrics": metrics})
+    store.update_job(job_id, summary={"rubrics": summary, "metrics": metrics})
     if log_mlflow:
         run_id, warning = log_job_to_mlflow(job_id, spec, judgments, metrics)
         outcome.mlflow_run_id = run_id
         if warning:
             outcome.warnings.append(warning)
         if run_id:
-            store.set_job_mlflow_run(job_id, run_id)
+            store.update_job(job_id, mlflow_run_id=run_id)
     store.set_job_status(job_id, status)
     outcome.status = status
 
