@@ -88,7 +88,7 @@ def resolve_rubrics(pack: str | None, rubric_ids: Sequence[str] = ()) -> list[Ru
         return [find_rubric(r) for r in rubric_ids]
     if pack is None:
         raise JudgeError("Name the rubrics to use: --pack P and/or --rubric ID.")
-    return list(get_pack(pack).rubrics.values())
+    return list(get_pack(pack).rubrics)
 
 
 def strip_secrets(judge: JudgeModel) -> JudgeModel:
