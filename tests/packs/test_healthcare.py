@@ -260,3 +260,17 @@ def test_dices_files_import_through_the_manifest_mapping(
     assert set(expected) <= {lab.label for lab in scale.labels}
     for rec in records:
         assert rec["instance"]["user_prompt"] and rec["instance"]["response"]
+
+
+def test_few_shot_examples_are_not_calibration_items(manifest: PackManifest,
+                                                     rubrics: dict[str, Rubric]) -> None:
+    # An example shown to the judge that is also a rated item would inflate agreement.
+    for entry in manifest.data:
+        if entry.kind != "ratings":
+            continue
+        text = (PACK / entry.file).read_text(encoding="utf-8")
+        for ex in rubrics[entry.rubric].examples:
+            for value in (ex.output, ex.reference):
+                if value:
+                    assert " ".join(value.split())[:60] not in " ".join(text.split()), (
+                        f"{entry.rubric} example is an item of {entry.file}")
