@@ -25,7 +25,6 @@ Installing never imports or executes anything from a pack.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -356,73 +355,29 @@ def load_pack(path: str | Path, source: str = "path") -> Pack:
 # --- Data file counts ------------------------------------------------------------------
 
 
-def _dotted(record: Any, path: str) -> Any:
-    for part in path.split(".") if path else []:
-        if not isinstance(record, dict) or part not in record:
-            raise KeyError(f"no '{path}' in record (missing '{part}')")
-        record = record[part]
-    return record
-
-
-def _records(path: Path, df: DataFile) -> list[dict[str, Any]]:
-    suffix = path.suffix.lower()
-    if suffix == ".json":
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        records = _dotted(doc, df.mapping.get("records", ""))
-        if not isinstance(records, list):
-            raise ValueError(f"expected a list of records at '{df.mapping.get('records', '$')}'")
-        return records
-    if suffix in (".jsonl", ".ndjson"):
-        out = []
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if line.strip():
-                    try:
-                        out.append(json.loads(line))
-                    except json.JSONDecodeError as exc:
-                        raise ValueError(f"line {lineno}: invalid JSON: {exc.msg}") from exc
-        return out
-    if suffix in (".csv", ".tsv"):
-        with path.open(encoding="utf-8", newline="") as fh:
-            return list(csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ","))
-    raise ValueError(f"unsupported data format '{path.suffix}'; use .jsonl, .csv, .tsv or .json")
-
-
 def data_counts(path: Path, df: DataFile) -> dict[str, int | None]:
-    """Row, item and rating counts of one data file; raises when it does not parse.
+    """Item, rating and rater counts of one data file; raises when it does not parse.
 
-    ``rows`` is the number of records. ``items`` is set for an items file (read through
-    its column mapping). ``ratings`` is set for a ratings file: one per row in long
-    form; in wide form, the non-empty rater cells (``mapping.raters`` is a
-    comma-separated list of columns, or a dotted path to a list inside each record).
+    An items file is read through its column mapping (:func:`judge.datasets.read_items`):
+    ``items`` is set, ``ratings`` and ``raters`` are None. A ratings file is read with
+    :func:`judge.calibration.ratings_io.read_ratings` and its mapping: ``items`` is the
+    number of distinct items rated, ``ratings`` the number of ratings, ``raters`` the
+    number of distinct raters; its form (long/wide) must be the manifest's ``format``.
     """
-    from judge.datasets import read_items
-
     if df.kind == "items":
-        n = len(read_items(path, {k: v for k, v in df.mapping.items()}))
-        return {"rows": n, "items": n, "ratings": None}
-    records = _records(path, df)
-    if not records:
-        raise ValueError("the ratings file has no rows")
-    if df.format == "long":
-        return {"rows": len(records), "items": None, "ratings": len(records)}
-    raters = df.mapping.get("raters")
-    if not raters:
-        return {"rows": len(records), "items": None, "ratings": None}
-    total = 0
-    if path.suffix.lower() in (".csv", ".tsv"):
-        cols = [c.strip() for c in raters.split(",")]
-        missing = [c for c in cols if c not in records[0]]
-        if missing:
-            raise ValueError(f"rater columns {missing} not found; columns: {sorted(records[0])}")
-        for rec in records:
-            total += sum(1 for c in cols if str(rec.get(c) or "").strip())
-    else:
-        for rec in records:
-            value = _dotted(rec, raters)
-            values = value if isinstance(value, list) else [value]
-            total += sum(1 for v in values if v not in (None, ""))
-    return {"rows": len(records), "items": None, "ratings": total}
+        from judge.datasets import read_items
+
+        n = len(read_items(path, dict(df.mapping)))
+        return {"items": n, "ratings": None, "raters": None}
+    # Lazy: pandas and the calibration package are only needed to read ratings.
+    from judge.calibration.ratings_io import read_ratings
+
+    rf = read_ratings(path, dict(df.mapping))
+    if df.format is not None and rf.form != df.format:
+        raise ValueError(f"the manifest says format '{df.format}' but the mapping "
+                         f"{dict(df.mapping)} reads it as '{rf.form}' form")
+    return {"items": int(rf.ratings["item_id"].nunique()), "ratings": len(rf.ratings),
+            "raters": int(rf.ratings["rater_id"].nunique())}
 
 
 # --- Registry --------------------------------------------------------------------------

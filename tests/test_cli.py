@@ -82,7 +82,10 @@ def test_packs_show_builtin_lists_rubrics_data_and_sources(capsys, judge_home: P
     assert data["sources"]
     assert all(r["calibration"] == [] for r in data["rubrics"])
     assert data["data"] and all(d["error"] is None for d in data["data"]), data["data"]
-    assert all(d["rows"] and d["rows"] > 0 for d in data["data"])
+    assert all(d["items"] and d["items"] > 0 for d in data["data"])
+    kqa = next(d for d in data["data"]
+               if d["file"].endswith("NLI_medical_annotator.csv") and d["kind"] == "ratings")
+    assert kqa["raters"] == 3 and kqa["ratings"] >= kqa["items"]
 
 
 def test_packs_show_typo_exits_2_with_did_you_mean(capsys, judge_home: Path) -> None:
@@ -247,9 +250,9 @@ def test_packs_show_json_shape(capsys, tmp_path: Path, judge_home: Path) -> None
                                   "description": "Internal ticket jargon must not reach customers."}]
     assert data["rubrics"][2]["origin"] == "core"
     items, ratings = data["data"]
-    assert (items["kind"], items["items"], items["rows"]) == ("items", 3, 3)
-    assert (ratings["kind"], ratings["ratings"], ratings["rubric"]) == ("ratings", 6,
-                                                                        "acme/clarity")
+    assert (items["kind"], items["items"], items["ratings"]) == ("items", 3, None)
+    assert (ratings["kind"], ratings["rubric"]) == ("ratings", "acme/clarity")
+    assert (ratings["items"], ratings["ratings"], ratings["raters"]) == (3, 6, 2)
     code, out, _ = run(capsys, "packs", "show", "acme")
     assert code == 0 and "acme/clarity" in out and "data/items.jsonl" in out
 

@@ -456,25 +456,26 @@ def test_builtin_packs_register_through_entry_points(judge_home: Path) -> None:
             assert reg.packs[name].source.startswith("entry-point judge_packs:")
 
 
-def test_data_counts_in_detail(judge_home: Path, tmp_path: Path) -> None:
-    from judge.packs import data_counts
+def test_data_counts(tmp_path: Path) -> None:
+    from judge.packs import DataFile, data_counts
 
     pack = load_pack(ACME)
     counts = [data_counts(pack.data_path(df), df) for df in pack.data]
-    assert counts == [{"rows": 3, "items": 3, "ratings": None},
-                      {"rows": 6, "items": None, "ratings": 6}]
-    # a wide ratings file: non-empty rater cells are counted
+    assert counts == [{"items": 3, "ratings": None, "raters": None},
+                      {"items": 3, "ratings": 6, "raters": 2}]
+    # a wide ratings file: one column per rater, empty cells are missing ratings
     wide = tmp_path / "wide.csv"
     wide.write_text("id,r1,r2\n1,3,\n2,2,1\n")
-    from judge.packs import DataFile
-
     df = DataFile(file="wide.csv", kind="ratings", rubric="acme/clarity", format="wide",
                   description="x", source="x", provenance="synthetic",
-                  mapping={"raters": "r1,r2"})
-    assert data_counts(wide, df) == {"rows": 2, "items": None, "ratings": 3}
+                  mapping={"raters": "r1|r2"})
+    assert data_counts(wide, df) == {"items": 2, "ratings": 3, "raters": 2}
     doc = tmp_path / "wide.json"
-    doc.write_text(json.dumps({"instances": [{"a": {"s": ["Yes", "No"]}}, {"a": {"s": ["No"]}}]}))
-    df = df.model_copy(update={"file": "wide.json",
-                               "mapping": {"records": "instances", "raters": "a.s"}})
-    assert data_counts(doc, df) == {"rows": 2, "items": None, "ratings": 3}
-
+    doc.write_text(json.dumps({"instances": [{"id": 1, "a": {"s": ["Yes", "No"]}},
+                                             {"id": 2, "a": {"s": ["No"]}}]}))
+    df = df.model_copy(update={"file": "wide.json", "mapping": {
+        "records": "instances", "item": "id", "values": "a.s"}})
+    assert data_counts(doc, df) == {"items": 2, "ratings": 3, "raters": 2}
+    # the manifest's format must be the form the mapping reads
+    with pytest.raises(ValueError, match="format 'long'"):
+        data_counts(doc, df.model_copy(update={"format": "long"}))

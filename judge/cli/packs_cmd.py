@@ -112,7 +112,7 @@ def pack_detail(pack: Any) -> dict[str, Any]:
             "file": df.file, "kind": df.kind, "rubric": df.rubric, "format": df.format,
             "provenance": df.provenance, "source": df.source, "license": df.license,
             "description": df.description,
-            "rows": None, "items": None, "ratings": None, "error": None,
+            "items": None, "ratings": None, "raters": None, "error": None,
         }
         try:
             entry.update(data_counts(pack.data_path(df), df))
@@ -143,10 +143,12 @@ def show_cmd(name: str, as_json: bool) -> None:
                     "checks": [{"id", "type", "field", "description"}],
                     "calibration": [ ]}],
        "data": [{"file", "kind", "rubric", "format", "provenance", "source", "license",
-                 "description", "rows", "items", "ratings", "error"}]}
+                 "description", "items", "ratings", "raters", "error"}]}
     "calibration" is per rubric and judge model; it is empty until calibrations are
-    read from the store. "items"/"ratings" are null when they do not apply; "error"
-    is set when the file does not parse.
+    read from the store. For an items file "items" is its item count; for a ratings
+    file "items" is the number of items rated, "ratings" the number of ratings and
+    "raters" the number of distinct raters (null where they do not apply). "error" is
+    set, and the counts null, when the file does not parse.
     """
     reg = _registry()
     detail = pack_detail(reg.get(name))
@@ -174,13 +176,13 @@ def show_cmd(name: str, as_json: bool) -> None:
     if detail["data"]:
         file_width = max(len(d["file"]) for d in detail["data"])
         dt = Table(Column("data file", no_wrap=True, min_width=file_width), "kind", "rubric",
-                   "rows", "items", "ratings", "provenance")
+                   "items", "ratings", "raters", "provenance")
         for d in detail["data"]:
             def n(v: Any) -> str:
                 return "-" if v is None else str(v)
             dt.add_row(d["file"], d["kind"], d["rubric"] or "-",
-                       n(d["rows"]) if not d["error"] else f"error: {d['error']}",
-                       n(d["items"]), n(d["ratings"]), d["provenance"])
+                       n(d["items"]) if not d["error"] else f"error: {d['error']}",
+                       n(d["ratings"]), n(d["raters"]), d["provenance"])
         console.print(dt)
     if detail["sources"]:
         console.print("sources:")
