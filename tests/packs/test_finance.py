@@ -124,12 +124,12 @@ def test_reference_ratings_are_valid_and_labelled_as_author_reference() -> None:
             assert cols["rater"].startswith("pack-author-")
             scale = rubric.scale
             if isinstance(scale, LikertScale):
-                assert int(cols["score"]) in scale.levels
+                assert int(cols["value"]) in scale.levels
             elif isinstance(scale, BinaryScale):
-                assert cols["label"] in ("pass", "fail")
-                assert int(cols["score"]) == (cols["label"] == "pass")
+                assert cols["value"] in ("pass", "fail")
+                assert int(row["score"]) == (row["label"] == "pass")
             elif isinstance(scale, CategoricalScale):
-                assert cols["label"] in [lab.label for lab in scale.labels]
+                assert cols["value"] in [lab.label for lab in scale.labels]
         keys = [(r["item_id"], r["rater_id"]) for r in rows]
         assert len(set(keys)) == len(keys), f"{entry.file} rates an item twice"
         covered[entry.rubric] = {r["item_id"] for r in rows}
@@ -221,3 +221,19 @@ def test_planted_set_covers_every_check() -> None:
 @pytest.mark.parametrize("text", CLEAN)
 def test_checks_raise_nothing_on_clean_sentences(text: str) -> None:
     assert _findings(text, _rubrics()) == set()
+
+
+def test_pack_validates_and_ratings_import_through_their_mapping() -> None:
+    from judge.calibration.agreement import ScaleSpec
+    from judge.calibration.ratings_io import ratings_matrix, read_ratings
+    from judge.packs import validate_pack
+
+    assert validate_pack(PACK) == []
+    rubrics = _rubrics()
+    for entry in (d for d in _manifest().data if d.kind == "ratings"):
+        rf = read_ratings(PACK / entry.file, dict(entry.mapping))
+        assert rf.form == entry.format
+        assert len(rf.ratings) == len(_ratings(entry.file))
+        matrix = ratings_matrix(rf.ratings, ScaleSpec.from_rubric(rubrics[entry.rubric]))
+        assert matrix.rater_ids == ["pack-author-1"]
+        assert len(matrix.item_ids) == len(rf.ratings)
