@@ -821,7 +821,7 @@ def install_pack(path: str | Path, force: bool = False) -> Pack:
         _materialise(plan, close, src, top, staged)
         pack, issues = _check_pack(staged, parse_data=True)
         if pack is None:
-            raise PackValidationError(f"pack {src}", issues)
+            raise PackValidationError(f"pack {src}", _as_in_source(issues, staged, src, top))
         target = pack_home / pack.name
         if target.exists():
             old = _installed_version(target)
@@ -843,6 +843,24 @@ def install_pack(path: str | Path, force: bool = False) -> Pack:
         raise
     shutil.rmtree(staging, ignore_errors=True)
     return load_pack(pack_home / pack.name, "pack-home")
+
+
+def _as_in_source(issues: list[ValidationIssue], staged: Path, src: Path,
+                  top: PurePosixPath) -> list[ValidationIssue]:
+    """Issues with staging paths replaced by where the file is in what the user gave."""
+    from dataclasses import replace
+
+    out = []
+    for issue in issues:
+        try:
+            rel = Path(issue.file).relative_to(staged).as_posix()
+        except ValueError:
+            out.append(issue)
+            continue
+        inner = (top / rel).as_posix() if top.parts else rel
+        where = f"{src}/{inner}" if src.is_dir() else f"{src}!{inner}"
+        out.append(replace(issue, file=where))
+    return out
 
 
 def _swap(staged: Path, target: Path, staging: Path) -> None:

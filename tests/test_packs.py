@@ -309,7 +309,9 @@ def test_invalid_pack_install_leaves_pack_home_untouched(tmp_path: Path, pack_ho
     (bad / "rubrics" / "clarity.yaml").write_text(text.replace("pass_threshold", "pass_treshold"))
     with pytest.raises(PackValidationError) as exc:
         install_pack(make_tar(tmp_path / "bad.tar.gz", bad))
-    assert any(i.rule == "additionalProperties" for i in exc.value.issues)
+    [issue] = [i for i in exc.value.issues if i.rule == "additionalProperties"]
+    # reported where the file is in the archive, not in the staging directory
+    assert issue.file == f"{tmp_path / 'bad.tar.gz'}!acme/rubrics/clarity.yaml"
     assert tree_digest(pack_home) == before
     assert get_pack("acme").version == "1.0.0"
 
