@@ -41,6 +41,7 @@ __all__ = [
     "FakeProvider",
     "Reply",
     "content",
+    "default_verdict",
     "drop",
     "hang",
     "invalid_json",
@@ -75,7 +76,7 @@ def content(text: str) -> Reply:
     return Reply("content", text)
 
 
-def invalid_json(text: str = '{"rationale": "cut off', ) -> Reply:
+def invalid_json(text: str = '{"rationale": "cut off') -> Reply:
     """A tool call whose arguments are not JSON."""
     return Reply("raw_arguments", text)
 
@@ -303,6 +304,7 @@ class FakeProvider:
         loop = self._loop
         if self._runner is not None:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), loop).result(10)
+        asyncio.run_coroutine_threadsafe(_cancel_pending(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(10)
@@ -370,6 +372,15 @@ class FakeProvider:
         if reply.kind == "status":
             return _error(reply.status, str(reply.payload), reply.headers)
         return _completion(body, reply.kind, reply.payload)
+
+
+async def _cancel_pending() -> None:
+    """Cancel handlers still sleeping (hangs) so the loop can close cleanly."""
+    current = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not current]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
