@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, and_, case, func, or_, select, update
+from sqlalchemy import JSON, Connection, Engine, and_, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
@@ -177,6 +177,48 @@ class Store:
         dialect = postgresql if self.dialect == "postgresql" else sqlite
         return dialect.insert(table)
 
+    def _insert_many(self, conn: Connection, stmt: Any, rows: Sequence[dict[str, Any]]) -> list:
+        """Execute an ``INSERT … RETURNING col`` for many rows; return the returned values.
+
+        Every row must have the same keys. On PostgreSQL this drives psycopg's pipelined
+        ``executemany`` directly: SQLAlchemy's multi-row VALUES path spends most of its
+        time in psycopg re-parsing a huge statement (about 2k rows/s against 15k/s).
+        """
+        if not rows:
+            return []
+        if self.dialect != "postgresql":
+            out: list = []
+            for part in _batched(rows, 1000):
+                out.extend(conn.execute(stmt, list(part)).scalars())
+            return out
+        import psycopg
+        from psycopg.types.json import Jsonb
+
+        table = stmt.table
+        json_cols = [k for k in rows[0] if isinstance(table.c[k].type, JSON)]
+        sql = str(stmt.compile(dialect=conn.dialect, column_keys=list(rows[0])))
+        params = []
+        for row in rows:
+            row = dict(row)
+            for k in json_cols:
+                if row[k] is not None:
+                    row[k] = Jsonb(row[k])
+            params.append(row)
+        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cur.executemany(sql, params, returning=True)
+            out = []
+            while True:
+                out.extend(r[0] for r in cur.fetchall())
+                if not cur.nextset():
+                    return out
+        except psycopg.Error as exc:
+            # Into SQLAlchemy's classes (IntegrityError, OperationalError…), as the
+            # SQLAlchemy path would raise, for _write and _retrying to handle.
+            raise DBAPIError.instance(sql, None, exc, psycopg.Error) from exc
+        finally:
+            cur.close()
+
     # -- datasets and items -------------------------------------------------------------
 
     def put_dataset(self, name: str, items: Iterable[Item], content_hash: str) -> str:
@@ -234,11 +276,9 @@ class Store:
                 }
             )
             if len(batch) == 1000:
-                inserted += len(conn.execute(stmt, batch).all())
+                inserted += len(self._insert_many(conn, stmt, batch))
                 batch = []
-        if batch:
-            inserted += len(conn.execute(stmt, batch).all())
-        return inserted
+        return inserted + len(self._insert_many(conn, stmt, batch))
 
     def get_dataset(self, dataset_id: str) -> DatasetRecord:
         """The dataset with this id.
@@ -512,9 +552,7 @@ class Store:
         )
 
         def write(conn: Connection) -> int:
-            new: list[str] = []
-            for part in _batched(rows, 1000):
-                new.extend(conn.execute(stmt, list(part)).scalars())
+            new: list[str] = self._insert_many(conn, stmt, rows)
             if progress:
                 self._count_new(conn, [unique[k] for k in new])
             return len(new)
@@ -544,7 +582,10 @@ class Store:
         offset: int = 0,
         limit: int | None = None,
     ) -> list[Judgment]:
-        """Stored judgments in the order they were stored; None filters are not applied."""
+        """Stored judgments in a stable storage order; None filters are not applied.
+
+        Storage order is the order of the writes; within one write, by identity key.
+        """
         query = self._judgment_query(job_id, rubric_id, judge_model).offset(offset)
         if limit is not None:
             query = query.limit(limit)
@@ -627,10 +668,7 @@ class Store:
             .returning(CacheEntry.key)
         )
 
-        def write(conn: Connection) -> int:
-            return sum(len(conn.execute(stmt, list(p)).all()) for p in _batched(rows, 1000))
-
-        return self._retrying(write)
+        return self._retrying(lambda conn: len(self._insert_many(conn, stmt, rows)))
 
     # -- chunks ----------------------------------------------------------------------
 
@@ -660,7 +698,7 @@ class Store:
             .returning(Chunk.chunk_index)
         )
         with self._write() as conn:
-            return sum(len(conn.execute(stmt, list(p)).all()) for p in _batched(rows, 1000))
+            return len(self._insert_many(conn, stmt, rows))
 
     def get_chunk(self, job_id: str, index: int) -> ChunkRecord:
         """One chunk of a job.
@@ -788,7 +826,9 @@ class Store:
         for row in rows:
             row["created_at"] = now
         raters = [{"id": r, "created_at": now} for r in sorted({row["rater_id"] for row in rows})]
-        rater_stmt = self._insert(Rater).on_conflict_do_nothing(index_elements=["id"])
+        rater_stmt = (
+            self._insert(Rater).on_conflict_do_nothing(index_elements=["id"]).returning(Rater.id)
+        )
         stmt = (
             self._insert(RatingRow)
             .on_conflict_do_nothing(
@@ -798,9 +838,8 @@ class Store:
         )
 
         def write(conn: Connection) -> int:
-            for part in _batched(raters, 1000):
-                conn.execute(rater_stmt, list(part))
-            return sum(len(conn.execute(stmt, list(p)).all()) for p in _batched(rows, 1000))
+            self._insert_many(conn, rater_stmt, raters)
+            return len(self._insert_many(conn, stmt, rows))
 
         return self._retrying(write)
 
