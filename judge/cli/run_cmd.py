@@ -91,8 +91,9 @@ def print_summary(summary: dict[str, Any], title: str = "Summary") -> None:
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("rubric", "mean", "pass rate", "n", "errors", "abstained", "checks", "cost $"):
-        table.add_column(col, justify="left" if col == "rubric" else "right")
+    table.add_column("rubric", justify="left", no_wrap=True, overflow="fold")
+    for col in ("mean", "pass rate", "n", "errors", "abstained", "checks", "cost $"):
+        table.add_column(col, justify="right")
 
     def fmt(v: Any, spec: str = ".3f") -> str:
         return "-" if v is None else format(v, spec)
