@@ -25,6 +25,7 @@ import numpy as np
 from sklearn.metrics import cohen_kappa_score
 
 from judge.calibration.agreement import (
+    AlphaLevel,
     Estimate,
     ScaleSpec,
     bootstrap_weights,
@@ -102,10 +103,11 @@ def human_agreement(matrix: np.ndarray, scale: ScaleSpec, *, n_boot: int = 1000,
     if multi.shape[0] == 0:
         raise CalibrationError("Human agreement needs items rated by two or more people; none are.")
     est: dict[str, Estimate] = {}
-    levels = ["nominal", "ordinal", "interval"] if scale.ordered else ["nominal"]
+    levels: list[AlphaLevel] = ["nominal", "ordinal", "interval"] if scale.ordered else [
+        "nominal"]
     for lvl in levels:
-        est[f"krippendorff_alpha_{lvl}"] = krippendorff_alpha(multi, scale, lvl,  # type: ignore[arg-type]
-                                                              n_boot=n_boot, seed=seed)
+        est[f"krippendorff_alpha_{lvl}"] = krippendorff_alpha(multi, scale, lvl, n_boot=n_boot,
+                                                              seed=seed)
     est["fleiss_kappa"] = fleiss(multi, scale, n_boot=n_boot, seed=seed)
     n_raters = int((np.isfinite(multi).sum(0) > 0).sum())
     if m.shape[1] <= max_pairwise_raters:

@@ -17,18 +17,19 @@ Maps serialise to JSON (thresholds or a label table) and are applied later with
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sklearn.isotonic import IsotonicRegression
+from sklearn.metrics import cohen_kappa_score
 from sklearn.model_selection import KFold
 
 from judge.calibration.agreement import (
     Estimate,
     ScaleSpec,
-    agreement,
     bootstrap_indices,
     estimate,
     kappa_from_confusion,
@@ -208,28 +209,37 @@ def fit_map(judge: np.ndarray, human: np.ndarray, scale: ScaleSpec, *, folds: in
     held = np.full(n, np.nan)
     for train, test in KFold(n_splits=folds, shuffle=True, random_state=seed).split(j):
         held[test] = _apply_codes(_fit(j[train], h[train], scale), j[test])
-    names = ["exact_agreement", scale.primary] + (["mae"] if scale.ordered else [])
-    rep_before = agreement(j, h, scale, n_boot=n_boot, seed=seed)
-    rep_after = agreement(held, h, scale, n_boot=n_boot, seed=seed)
-    before = {k: rep_before[k] for k in names}
-    after = {k: rep_after[k] for k in names}
-    improvement: dict[str, Estimate] = {}
+    # only the figures reported here, from the same resamples on both sides (paired)
     idx = bootstrap_indices(n, n_boot, seed)
-    if scale.ordered:
-        jv, hv, cv = scale.to_value(j), scale.to_value(h), scale.to_value(held)
-        gain = np.abs(jv - hv) - np.abs(cv - hv)
-        improvement["mae"] = estimate(float(gain.mean()), gain[idx].mean(1), n)
-    hits_b = (scale.to_level(j) == scale.to_level(h)).astype(float)
-    hits_a = (scale.to_level(held) == scale.to_level(h)).astype(float)
-    diff = hits_a - hits_b
-    improvement["exact_agreement"] = estimate(float(diff.mean()), diff[idx].mean(1), n)
     w = weights_from_indices(idx, n)
     codes, wt = scale.codes, ("quadratic" if scale.ordered else None)
-    hi = np.searchsorted(codes, scale.to_level(h))
-    kb = kappa_from_confusion(
-        pair_confusions(hi, np.searchsorted(codes, scale.to_level(j)), codes.size, w), wt)
-    ka = kappa_from_confusion(
-        pair_confusions(hi, np.searchsorted(codes, scale.to_level(held)), codes.size, w), wt)
-    improvement[scale.primary] = estimate(
-        after[scale.primary].value - before[scale.primary].value, ka - kb, n)
+    hl = scale.to_level(h)
+    hi = np.searchsorted(codes, hl)
+    before: dict[str, Estimate] = {}
+    after: dict[str, Estimate] = {}
+    improvement: dict[str, Estimate] = {}
+    reps: dict[str, dict[str, np.ndarray]] = {"before": {}, "after": {}}
+    points: dict[str, dict[str, float]] = {"before": {}, "after": {}}
+    for side, pred in (("before", j), ("after", held)):
+        pl = scale.to_level(pred)
+        hits = (pl == hl).astype(float)
+        points[side]["exact_agreement"] = float(hits.mean())
+        reps[side]["exact_agreement"] = hits[idx].mean(1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            points[side][scale.primary] = float(cohen_kappa_score(hl, pl, labels=codes,
+                                                                  weights=wt))
+        reps[side][scale.primary] = kappa_from_confusion(
+            pair_confusions(hi, np.searchsorted(codes, pl), codes.size, w), wt)
+        if scale.ordered:
+            err = np.abs(scale.to_value(pred) - scale.to_value(h))
+            points[side]["mae"] = float(err.mean())
+            reps[side]["mae"] = err[idx].mean(1)
+    for name in points["before"]:
+        before[name] = estimate(points["before"][name], reps["before"][name], n)
+        after[name] = estimate(points["after"][name], reps["after"][name], n)
+        sign = -1.0 if name == "mae" else 1.0  # lower MAE is better
+        improvement[name] = estimate(
+            sign * (points["after"][name] - points["before"][name]),
+            sign * (reps["after"][name] - reps["before"][name]), n)
     return MapFit(_fit(j, h, scale), before, after, improvement, folds, n)
