@@ -307,3 +307,10 @@ def test_version(capsys) -> None:
 
     code, out, _ = run(capsys, "--version")
     assert code == 0 and __version__ in out
+
+
+def test_debug_shows_the_traceback(capsys, judge_home: Path) -> None:
+    from judge.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="Did you mean: healthcare"):
+        main(["--debug", "packs", "show", "helthcare"])

@@ -72,18 +72,13 @@ def list_cmd(as_json: bool) -> None:
         })
         _report_registry_problems(reg)
         return
-    from rich.table import Column, Table
-
-    width = max([len(r["name"]) for r in rows] + [4])
-    table = Table(Column("name", no_wrap=True, min_width=width), "version", "title", "domain",
-                  "rubrics", "source")
-    for r in rows:
-        table.add_row(r["name"], r["version"], r["title"], r["domain"], str(r["rubrics"]),
-                      r["source"])
-    if rows:
-        console.print(table)
-    else:
+    if not rows:
         console.print("No packs found.")
+    width = max([len(r["name"]) for r in rows] + [4])
+    for r in rows:
+        # Plain lines, not a table: ids and sources stay whole at any terminal width.
+        console.print(f"{r['name']:<{width}}  {r['version']:<8} {r['rubrics']:>3} rubrics  "
+                      f"{r['title']}  [{r['source']}]", highlight=False, markup=False, soft_wrap=True)
     _report_registry_problems(reg)
 
 
@@ -155,39 +150,45 @@ def show_cmd(name: str, as_json: bool) -> None:
     if as_json:
         emit_json(detail)
         return
-    from rich.table import Table
+    def n(v: Any, unit: str) -> str:
+        return "" if v is None else f"{v} {unit}"
 
-    console.print(f"[bold]{detail['title']}[/bold] ({detail['name']} {detail['version']}, "
-                  f"domain {detail['domain']})", highlight=False)
-    console.print(f"source: {detail['source']}  root: {detail['root']}", highlight=False)
-    console.print(detail["description"], highlight=False)
-    from rich.table import Column
+    def line(text: str) -> None:
+        console.print(text, highlight=False, markup=False, soft_wrap=True)
 
-    # Ids and file names are what people copy: never truncate them.
-    id_width = max([len(r["id"]) for r in detail["rubrics"]] + [6])
-    table = Table(Column("rubric", no_wrap=True, min_width=id_width), "version", "scale",
-                  "origin", "checks", "calibrated", "hash")
+    line(f"{detail['title']} ({detail['name']} {detail['version']}, domain {detail['domain']})")
+    line(f"source: {detail['source']}")
+    line(f"root:   {detail['root']}")
+    line(f"requires judge {detail['requires']}"
+         + (f"; license: {detail['license']}" if detail["license"] else ""))
+    line("")
+    line(detail["description"])
+    line("")
+    line(f"rubrics ({len(detail['rubrics'])}):")
+    width = max([len(r["id"]) for r in detail["rubrics"]] + [2])
     for r in detail["rubrics"]:
-        table.add_row(r["id"], r["version"], r["scale"], r["origin"],
-                      ", ".join(c["id"] for c in r["checks"]) or "-",
-                      "no" if not r["calibration"] else str(len(r["calibration"])),
-                      r["hash"][:8])
-    console.print(table)
+        calibrated = "calibrated" if r["calibration"] else "not calibrated"
+        line(f"  {r['id']:<{width}}  {r['version']:<7} {r['scale']:<11} {r['origin']:<4}  "
+             f"hash {r['hash'][:12]}  {calibrated}")
+        if r["checks"]:
+            line(f"  {'':<{width}}  checks: {', '.join(c['id'] for c in r['checks'])}")
     if detail["data"]:
-        file_width = max(len(d["file"]) for d in detail["data"])
-        dt = Table(Column("data file", no_wrap=True, min_width=file_width), "kind", "rubric",
-                   "items", "ratings", "raters", "provenance")
+        line("")
+        line(f"data files ({len(detail['data'])}):")
+        width = max(len(d["file"]) for d in detail["data"])
         for d in detail["data"]:
-            def n(v: Any) -> str:
-                return "-" if v is None else str(v)
-            dt.add_row(d["file"], d["kind"], d["rubric"] or "-",
-                       n(d["items"]) if not d["error"] else f"error: {d['error']}",
-                       n(d["ratings"]), n(d["raters"]), d["provenance"])
-        console.print(dt)
+            if d["error"]:
+                counts = f"error: {d['error']}"
+            else:
+                counts = ", ".join(x for x in (n(d["items"], "items"), n(d["ratings"], "ratings"),
+                                               n(d["raters"], "raters")) if x)
+            rated = f" of {d['rubric']}" if d["rubric"] else ""
+            line(f"  {d['file']:<{width}}  {d['kind']}{rated} ({d['provenance']}): {counts}")
     if detail["sources"]:
-        console.print("sources:")
-        for s in detail["sources"]:
-            console.print(f"  - {s}", highlight=False)
+        line("")
+        line("sources:")
+        for src in detail["sources"]:
+            line(f"  - {src}")
 
 
 def issues_json(issues: list[ValidationIssue]) -> list[dict[str, Any]]:

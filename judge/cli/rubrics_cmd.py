@@ -47,15 +47,12 @@ def list_cmd(pack_name: str | None, as_json: bool) -> None:
     if as_json:
         emit_json({"rubrics": rows})
         return
-    from rich.table import Column, Table
-
     width = max([len(r["id"]) for r in rows] + [2])
-    table = Table(Column("id", no_wrap=True, min_width=width), "version", "dimension",
-                  Column("scale", no_wrap=True, min_width=11), Column("hash", no_wrap=True,
-                                                                      min_width=12))
     for r in rows:
-        table.add_row(r["id"], r["version"], r["dimension"], r["scale"], r["hash"][:12])
-    console.print(table)
+        # Plain lines, not a table: ids stay whole at any terminal width.
+        console.print(f"{r['id']:<{width}}  {r['version']:<7} {r['scale']:<11} "
+                      f"{r['hash'][:12]}  {r['dimension']}", highlight=False, markup=False,
+                      soft_wrap=True)
 
 
 @rubrics.command("show")
