@@ -7,6 +7,7 @@ import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -474,3 +475,16 @@ def test_tokens_are_stored_hashed_and_revocable(store: Store) -> None:
     ]
     with pytest.raises(AuthError, match="Unknown role 'root'.*admin, submitter, rater, viewer"):
         store.create_token("root", "x")
+
+
+def test_open_defaults_to_sqlite_under_judge_home(
+    judge_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Store.open() as store:
+        assert store.dialect == "sqlite"
+        assert store.url == f"sqlite:///{judge_home / 'judge.db'}"
+        store.create_token("viewer", "v")
+    assert (judge_home / "judge.db").is_file()
+    monkeypatch.setenv("JUDGE_DATABASE_URL", "mysql://nobody@127.0.0.1/judge")
+    with pytest.raises(StoreError, match="Unsupported database backend 'mysql'"):
+        Store.open()
