@@ -25,6 +25,7 @@ Installing never imports or executes anything from a pack.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -425,6 +426,8 @@ class PackRegistry:
     conflicts: list[PackConflict] = field(default_factory=list)
     broken: dict[str, BrokenPack] = field(default_factory=dict)
     pack_home: Path | None = None
+    core: dict[str, Rubric] = field(default_factory=dict)
+    fingerprint: tuple[Any, ...] = ()
 
     @classmethod
     def discover(cls, pack_home: Path | None = None) -> PackRegistry:
@@ -433,6 +436,9 @@ class PackRegistry:
             from judge.config import get_settings
 
             pack_home = get_settings().pack_home
+        from judge.rubrics import load_core_rubrics
+
+        fingerprint = _fingerprint(pack_home)
         # (name, priority, tie-break, source, locate): pack home (0) wins over entry
         # points (1); between entry points, the distribution name sorting first wins.
         candidates: list[tuple[str, int, str, str, Callable[[], Path]]] = []
@@ -443,7 +449,7 @@ class PackRegistry:
         for d in _pack_home_dirs(pack_home):
             candidates.append((d.name, 0, "", "pack-home", lambda d=d: d))
         candidates.sort(key=lambda c: c[:3])
-        reg = cls(pack_home=pack_home)
+        reg = cls(pack_home=pack_home, core=load_core_rubrics(), fingerprint=fingerprint)
         by_name: dict[str, list[str]] = {}
         for name, _prio, _tie, source, locate in candidates:
             by_name.setdefault(name, []).append(source)
@@ -514,9 +520,60 @@ def _pack_home_dirs(pack_home: Path) -> list[Path]:
     return sorted(d for d in pack_home.iterdir() if d.is_dir() and not d.name.startswith("."))
 
 
-def get_registry() -> PackRegistry:
-    """Discover the packs now (entry points and the current pack home)."""
-    return PackRegistry.discover()
+def _fingerprint(pack_home: Path) -> tuple[Any, ...]:
+    """What discovery read, cheaply: entry points and every file's stat under each root.
+
+    Taken before loading, so a change made during discovery is seen next time.
+    """
+    from judge.rubrics import core_rubrics_dir
+
+    roots: list[Path] = [core_rubrics_dir(), *_pack_home_dirs(pack_home)]
+    eps = []
+    for ep in _entry_points():
+        eps.append((ep.name, ep.value, ep.dist.name if ep.dist is not None else None))
+        # Built-in and most third-party packs live inside their top-level package: stat
+        # that too. find_spec of a top-level name locates it without importing it.
+        try:
+            spec = importlib.util.find_spec(ep.value.split(":", 1)[0].split(".", 1)[0])
+        except (ImportError, ValueError):
+            spec = None
+        # (Only packages: a single-file module's directory may be all of site-packages.)
+        if spec is not None and spec.submodule_search_locations:
+            roots += [Path(p) for p in spec.submodule_search_locations]
+    stats = []
+    for root in roots:
+        for dirpath, _dirs, files in os.walk(root):
+            for name in files:
+                if name.endswith((".yaml", ".yml")):
+                    try:
+                        st = os.stat(os.path.join(dirpath, name))
+                    except OSError:
+                        continue
+                    stats.append((dirpath, name, st.st_mtime_ns, st.st_size, st.st_ino))
+    home = [(d.name, d.stat().st_ino, d.stat().st_mtime_ns) for d in _pack_home_dirs(pack_home)]
+    return (str(pack_home), tuple(eps), tuple(home), tuple(sorted(stats)))
+
+
+_REGISTRY_CACHE: dict[str, PackRegistry] = {}
+
+
+def get_registry(refresh: bool = False) -> PackRegistry:
+    """The packs of the current pack home and entry points, cached.
+
+    The cache is dropped when an entry point, a pack-home directory or any pack or core
+    rubric YAML file changes (by stat), or with ``refresh=True``. The CLI always calls
+    :meth:`PackRegistry.discover` directly.
+    """
+    from judge.config import get_settings
+
+    pack_home = get_settings().pack_home
+    key = str(pack_home)
+    cached = _REGISTRY_CACHE.get(key)
+    if not refresh and cached is not None and cached.fingerprint == _fingerprint(pack_home):
+        return cached
+    reg = PackRegistry.discover(pack_home)
+    _REGISTRY_CACHE[key] = reg
+    return reg
 
 
 def list_packs() -> list[Pack]:
@@ -532,10 +589,8 @@ def get_pack(name: str) -> Pack:
 
 def all_rubrics(registry: PackRegistry | None = None) -> dict[str, Rubric]:
     """Every rubric by id: the core ones, then each loaded pack's own ones."""
-    from judge.rubrics import load_core_rubrics
-
     reg = registry or get_registry()
-    out = dict(load_core_rubrics())
+    out = dict(reg.core)
     for name in sorted(reg.packs):
         for r in reg.packs[name].rubrics:
             out.setdefault(r.id, r)

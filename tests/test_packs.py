@@ -481,3 +481,15 @@ def test_data_counts(tmp_path: Path) -> None:
     # the manifest's format must be the form the mapping reads
     with pytest.raises(ValueError, match="format 'long'"):
         data_counts(doc, df.model_copy(update={"format": "long"}))
+
+
+def test_cached_registry_sees_changed_rubric_files(tmp_path: Path, pack_home: Path) -> None:
+    install_pack(copy_pack(tmp_path))
+    before = find_rubric("acme/clarity")
+    assert find_rubric("acme/clarity") is before  # cached: no reload
+    installed = pack_home / "acme" / "rubrics" / "clarity.yaml"
+    installed.write_text(installed.read_text().replace(
+        "Rate how clearly", "Rate, strictly, how clearly"))
+    after = find_rubric("acme/clarity")
+    assert after.content_hash != before.content_hash
+    assert "strictly" in after.instructions
