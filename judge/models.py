@@ -20,7 +20,7 @@ import logging
 import os
 import random
 import time
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, cast, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
@@ -225,7 +225,7 @@ class _Verdict(BaseModel):
 class _AbstainingVerdict(_Verdict):
     """A judge's verdict, or an abstention when the item cannot be assessed."""
 
-    _verdict_field: str = "score"
+    _verdict_field: ClassVar[str] = "score"  # set per built model
 
     @model_validator(mode="after")
     def _verdict_unless_abstaining(self) -> _AbstainingVerdict:
@@ -277,7 +277,7 @@ def verdict_model(rubric: Rubric) -> type[BaseModel]:
         **fields,
     )
     if abstain:
-        model._verdict_field = name
+        cast(type[_AbstainingVerdict], model)._verdict_field = name
     _VERDICT_MODELS[key] = model
     return model
 

@@ -140,6 +140,10 @@ def test_verdict_model_with_abstention_requires_verdict_unless_abstaining() -> N
         model.model_validate({"rationale": "r"})
     with pytest.raises(ValidationError):
         model.model_validate({"rationale": "r", "score": 9})
+    cat = verdict_model(_rubric(CATEGORICAL, pass_threshold=1, allow_abstain=True))
+    assert cat.model_validate({"rationale": "r", "abstain": True}).label is None
+    with pytest.raises(ValidationError, match="give `label`"):
+        cat.model_validate({"rationale": "r"})
 
 
 # --- verdicts through litellm ----------------------------------------------------------
@@ -400,3 +404,16 @@ def test_judge_once_waits_on_the_limiter(fake_provider: FakeProvider, likert: Ru
     out = _run(go())
     assert all(j.status == Status.OK for j in out)
     assert time.monotonic() - start >= 0.55
+
+
+@pytest.mark.parametrize("rubric", [
+    _rubric(LIKERT, pass_threshold=4, allow_abstain=True),
+    _rubric(BINARY),
+    _rubric(CATEGORICAL, pass_threshold=1, allow_abstain=True),
+    _rubric({"type": "pairwise", "allow_tie": False}),
+], ids=["likert-abstain", "binary", "categorical-abstain", "pairwise"])
+def test_default_policy_fits_every_scale(fake_provider: FakeProvider, rubric: Rubric) -> None:
+    item = Item(id="d", input="q", output="an answer", output_b="another answer")
+    j = _run(judge_once(_judge(fake_provider), rubric, item))
+    assert j.status == Status.OK and j.attempts == 1, j.error
+    assert j.score is not None or j.label in ("a", "b") or j.passed is not None

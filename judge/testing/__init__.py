@@ -6,19 +6,24 @@
 ``python -m judge.testing.fake_provider --port P --latency-ms L``.
 """
 
-from judge.testing.fake_provider import (
-    FakeProvider,
-    Reply,
-    content,
-    default_verdict,
-    drop,
-    hang,
-    invalid_json,
-    rate_limit,
-    refusal,
-    server_error,
-    verdict,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from judge.testing.fake_provider import (  # noqa: F401
+        FakeProvider,
+        Reply,
+        content,
+        default_verdict,
+        drop,
+        hang,
+        invalid_json,
+        rate_limit,
+        refusal,
+        server_error,
+        verdict,
+    )
 
 __all__ = [
     "FakeProvider",
@@ -33,3 +38,12 @@ __all__ = [
     "server_error",
     "verdict",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so that `python -m judge.testing.fake_provider` does not import it twice.
+    if name in __all__:
+        from judge.testing import fake_provider
+
+        return getattr(fake_provider, name)
+    raise AttributeError(f"module 'judge.testing' has no attribute {name!r}")
