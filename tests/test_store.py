@@ -488,3 +488,12 @@ def test_open_defaults_to_sqlite_under_judge_home(
     monkeypatch.setenv("JUDGE_DATABASE_URL", "mysql://nobody@127.0.0.1/judge")
     with pytest.raises(StoreError, match="Unsupported database backend 'mysql'"):
         Store.open()
+
+
+def test_shared_store_is_one_per_process_and_url(judge_home: Path, pg_database_url: str) -> None:
+    local = Store.shared()
+    assert Store.shared() is local
+    assert Store.shared(f"sqlite:///{judge_home / 'judge.db'}") is local
+    remote = Store.shared(pg_database_url)
+    assert remote is not local and remote.dialect == "postgresql"
+    assert Store.shared(pg_database_url) is remote

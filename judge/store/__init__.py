@@ -9,6 +9,9 @@ SQLite under ``$JUDGE_HOME`` by default; PostgreSQL through ``JUDGE_DATABASE_URL
         job, created = store.create_job(spec, ds, total_units=n, idempotency_key=key)
         store.write_judgments(judgments)   # returns how many were new
 
+Long-lived processes (Celery workers, the API) use ``Store.shared()``: one store per
+process and URL, re-opened in a forked child.
+
 Guarantees
     - ``Store.open`` runs the Alembic migrations in ``judge/migrations`` to head, once
       even when many processes start together (PostgreSQL advisory lock; on SQLite a

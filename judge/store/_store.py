@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -59,6 +61,8 @@ _ENTER_FROM: dict[JobStatus, frozenset[JobStatus]] = {
 }
 _IN_CHUNK = 500  # keys per IN (...) list: well inside every backend's parameter limit
 _WRITE_RETRIES = 5
+_SHARED: dict[tuple[int, str], Store] = {}
+_SHARED_LOCK = threading.Lock()
 
 
 class JobNotFoundError(JobError):
@@ -129,6 +133,21 @@ class Store:
             engine.dispose()
             raise
         return cls(engine, url)
+
+    @classmethod
+    def shared(cls, url: str | None = None) -> Store:
+        """This process's store for ``url`` (default as in :meth:`open`), opened once.
+
+        For long-lived processes that reach the store from many places (Celery tasks,
+        API handlers). A forked child gets its own, never its parent's connections.
+        Do not close a shared store.
+        """
+        key = (os.getpid(), normalise_url(url or get_settings().database_url))
+        with _SHARED_LOCK:
+            store = _SHARED.get(key)
+            if store is None:
+                store = _SHARED[key] = cls.open(key[1])
+            return store
 
     def close(self) -> None:
         """Release every pooled connection."""
