@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the CLI, turning JudgeErrors into one-line exits."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        cli.main(args=argv, prog_name="judge", standalone_mode=False)
+        rc = cli.main(args=argv, prog_name="judge", standalone_mode=False)
     except JudgeError as exc:
         if debug:
             raise
@@ -89,3 +89,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    # Without standalone mode click returns ctx.exit()'s code instead of exiting.
+    if isinstance(rc, int) and rc:
+        sys.exit(rc)
