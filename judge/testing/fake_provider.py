@@ -440,14 +440,36 @@ def _tool_call(name: str, arguments: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Serve until interrupted: ``python -m judge.testing.fake_provider --port P``."""
+    """Serve until interrupted, or run one command against the fake and exit with its code.
+
+    ``python -m judge.testing.fake_provider --port P`` serves until Ctrl-C;
+    ``python -m judge.testing.fake_provider -- judge run ...`` starts the fake, runs the
+    command with ``JUDGE_FAKE_API_BASE`` (and a dummy ``OPENAI_API_KEY``) in its environment
+    and ``{api_base}`` in its arguments replaced by the fake's URL, then stops the fake.
+    """
+    import os
+    import subprocess
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, command = argv[:cut], argv[cut + 1:]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: a free one)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before each answer")
     args = parser.parse_args(argv)
     fake = FakeProvider(port=args.port, latency_ms=args.latency_ms).start()
-    print(f"fake provider listening on {fake.url} (latency {args.latency_ms:g} ms)", flush=True)
+    print(f"fake provider listening on {fake.url} (latency {args.latency_ms:g} ms)",
+          file=sys.stderr if command else sys.stdout, flush=True)
     try:
+        if command:
+            env = {**os.environ, "JUDGE_FAKE_API_BASE": fake.url}
+            env.setdefault("OPENAI_API_KEY", "fake-key")
+            cmd = [part.replace("{api_base}", fake.url) for part in command]
+            code = subprocess.call(cmd, env=env)
+            raise SystemExit(code)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
