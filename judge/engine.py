@@ -92,12 +92,16 @@ def count_units(
 
 
 def cache_key(unit: Unit, prompt_hash: str) -> str:
-    """Content address of a unit's verdict: judge, sampling, rubric, prompt, item, sample."""
+    """Content address of a unit's verdict: judge, sampling, rubric, prompt, item, sample.
+
+    The judge is its model string and ``api_base``: ``openai/<name>`` served by two
+    different OpenAI-compatible servers is two different judges.
+    """
     j = unit.judge
     payload = json.dumps(
-        [j.model, j.temperature, j.max_tokens, sorted(j.extra.items()), unit.rubric.content_hash,
-         prompt_hash, unit.item.content_key(), unit.sample_index, unit.order],
-        default=str,
+        [j.model, j.api_base, j.sampling_params(), unit.rubric.content_hash, prompt_hash,
+         unit.item.content_key(), unit.sample_index, unit.order],
+        default=str, sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -173,6 +177,7 @@ def _aggregate_item(
     jury: str,
 ) -> ItemVerdict:
     numeric = rubric is not None and isinstance(rubric.scale, LikertScale | CategoricalScale)
+    categorical = rubric is not None and isinstance(rubric.scale, CategoricalScale)
     per_judge: dict[str, float | str | None] = {}
     spread: dict[str, float] = {}
     inconsistent = False
@@ -188,6 +193,12 @@ def _aggregate_item(
                 if winner is not None:
                     winners.append(winner)
             per_judge[model] = _majority(winners) if winners else None
+        elif categorical:
+            # Labels combine by majority over samples; the jury then works on their scores.
+            label_value, sp = combine_samples(js, numeric=False)
+            per_judge[model] = (None if label_value is None
+                                else rubric.scale.score_of(str(label_value)))  # type: ignore[union-attr]
+            spread[model] = sp
         else:
             value, sp = combine_samples(js, numeric)
             per_judge[model] = value  # binary verdicts combine as the labels "True"/"False"
@@ -216,6 +227,7 @@ def _aggregate_item(
     if rubric is not None:
         if isinstance(rubric.scale, BinaryScale):
             passed = None if label is None else label == "True"
+            score = None if passed is None else float(passed)
         elif score is not None and not rubric.pairwise:
             passed = rubric.passes(score=score)
     if checked:
@@ -254,7 +266,9 @@ class _Sink:
         self.pending.append(judgment)
         if key is not None and self.use_cache and not judgment.cached \
                 and judgment.status in _CACHEABLE:
-            payload = judgment.model_dump(mode="json", exclude={"job_id", "cached"})
+            # The calibration map may change between runs: it is reapplied, not cached.
+            payload = judgment.model_dump(mode="json",
+                                          exclude={"job_id", "cached", "calibrated_score"})
             self.cache_pending[key] = payload
 
     def full(self) -> bool:
@@ -294,6 +308,11 @@ async def evaluate_async(
     from judge.prompts import build_messages
 
     check_sampling(judges, samples)
+    names = [j.model for j in judges]
+    if len(set(names)) != len(names):
+        # Judgments and the jury are keyed by model string: two judges must differ in it.
+        raise JudgeError(f"A judge model is named twice: {names}. Each judge of a jury "
+                         "needs its own model string.")
     if concurrency < 1:
         raise JudgeError(f"concurrency must be at least 1, got {concurrency}.")
     if jury not in JURY_METHODS:
@@ -340,6 +359,7 @@ async def evaluate_async(
         elif key in cached:
             payload = dict(cached[key])
             payload.update(job_id=job_id, cached=True, item_id=u.item.id)
+            payload.pop("calibrated_score", None)
             finish(Judgment.model_validate(payload), key)
         else:
             to_call[u.judge.model].append((u, key))

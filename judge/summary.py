@@ -21,6 +21,12 @@ class RubricSummary:
     ``mean``/``std`` are over the scores of ``ok`` judgments only: an error or an
     abstention never contributes a number. ``pass_rate`` is over judgments with a
     verdict (``ok`` and ``check_failed``; a failed deterministic check is a fail).
+    ``cost_usd`` is what this job spent: cached verdicts cost nothing again.
+
+    For a pairwise rubric the unit is a pair judged in both orders: ``n`` counts the
+    consistent pairs, ``mean`` is the win rate of ``output`` over ``output_b`` among them
+    (a tie is worth 0.5), and ``inconsistent`` counts the pairs whose verdict flipped
+    with the order (they enter no figure).
     """
 
     rubric_id: str
@@ -48,10 +54,13 @@ def summarize_rubric(
     scores: list[float] = []
     verdicts: list[bool] = []
     costs: list[float] = []
+    pairs: dict[tuple[str, str, int], dict[str, Judgment]] = defaultdict(dict)
     for j in judgments:
         s.total += 1
-        if j.cost_usd is not None:
+        if j.cost_usd is not None and not j.cached:
             costs.append(j.cost_usd)
+        if j.order is not None:
+            pairs[(j.item_id, j.judge_model, j.sample_index)][j.order] = j
         if j.status == Status.OK:
             if j.score is not None:
                 scores.append(j.score)
@@ -64,6 +73,14 @@ def summarize_rubric(
             s.abstained += 1
         elif j.status in ERROR_STATUSES:
             s.errors += 1
+    if pairs:
+        scores = []
+        for pair in pairs.values():
+            winner, flipped = reconcile_pair(pair.get("ab"), pair.get("ba"))
+            if flipped:
+                s.inconsistent += 1
+            elif winner is not None:
+                scores.append(PAIRWISE_SCORE[winner])
     s.n = len(scores)
     if scores:
         s.mean = statistics.fmean(scores)
@@ -107,11 +124,12 @@ def job_metrics(judgments: list[Judgment]) -> dict[str, float]:
     by_judge = summarize_by_judge(judgments)
     if len({k[1] for k in by_judge}) > 1:
         for (rid, model), s in by_judge.items():
-            _put_summary(metrics, f"{rid}/by_judge/{model}", s)
-    calls = [j for j in judgments if not j.cached and j.latency_ms is not None]
-    metrics["judge/tokens_in"] = float(sum(j.tokens_in or 0 for j in judgments))
-    metrics["judge/tokens_out"] = float(sum(j.tokens_out or 0 for j in judgments))
-    costs = [j.cost_usd for j in judgments if j.cost_usd is not None]
+            _put_summary(metrics, rid, s, model)
+    # Tokens, cost and latency are what this job spent: a cached verdict made no call.
+    calls = [j for j in judgments if not j.cached]
+    metrics["judge/tokens_in"] = float(sum(j.tokens_in or 0 for j in calls))
+    metrics["judge/tokens_out"] = float(sum(j.tokens_out or 0 for j in calls))
+    costs = [j.cost_usd for j in calls if j.cost_usd is not None]
     if costs:
         metrics["judge/cost_usd"] = float(sum(costs))
     lat = [j.latency_ms for j in calls if j.latency_ms is not None]
@@ -124,15 +142,23 @@ def job_metrics(judgments: list[Judgment]) -> dict[str, float]:
     return metrics
 
 
-def _put_summary(metrics: dict[str, float], prefix: str, s: RubricSummary) -> None:
+def _put_summary(metrics: dict[str, float], rubric_id: str, s: RubricSummary,
+                 judge_model: str | None = None) -> None:
+    from judge.tracking import metric_key
+
+    def put(stat: str, value: float) -> None:
+        metrics[metric_key(rubric_id, stat, judge_model)] = float(value)
+
     for stat in ("mean", "pass_rate", "std"):
         value = getattr(s, stat)
         if value is not None:
-            metrics[f"{prefix}/{stat}"] = float(value)
-    metrics[f"{prefix}/n"] = float(s.n)
-    metrics[f"{prefix}/errors"] = float(s.errors)
-    metrics[f"{prefix}/abstained"] = float(s.abstained)
-    metrics[f"{prefix}/check_failed"] = float(s.check_failed)
+            put(stat, value)
+    put("n", s.n)
+    put("errors", s.errors)
+    put("abstained", s.abstained)
+    put("check_failed", s.check_failed)
+    if s.inconsistent:
+        put("inconsistent", s.inconsistent)
 
 
 # --- per-item aggregation ------------------------------------------------------------------
@@ -165,7 +191,13 @@ def _majority(values: list[Any]) -> Any:
 
 
 def combine_samples(js: list[Judgment], numeric: bool) -> tuple[float | str | None, float]:
-    """Median score (likert, categorical scores) or majority label over samples, and spread."""
+    """Combine one judge's samples of a unit: the median score (``numeric``: likert) or
+    the majority label (categorical labels; binary verdicts as ``"True"``/``"False"``).
+
+    Returns the combined value (None without an ``ok`` sample, or for a tie between
+    labels) and the spread: max - min of the scores, or the share of samples that
+    disagree with the most common label.
+    """
     ok = [j for j in js if j.status == Status.OK]
     if not ok:
         return None, 0.0
@@ -175,8 +207,8 @@ def combine_samples(js: list[Judgment], numeric: bool) -> tuple[float | str | No
             return None, 0.0
         return statistics.median(scores), (max(scores) - min(scores))
     labels = [j.label if j.label is not None else str(j.passed) for j in ok]
-    top = _majority(labels)
-    return top, 1.0 - (labels.count(top) / len(labels) if top is not None else 0.5)
+    top_count = Counter(labels).most_common(1)[0][1]
+    return _majority(labels), 1.0 - top_count / len(labels)
 
 
 def reconcile_pair(ab: Judgment | None, ba: Judgment | None) -> tuple[str | None, bool]:

@@ -87,21 +87,33 @@ def parse_fail_under(specs: tuple[str, ...]) -> list[tuple[str, str, float]]:
 
 
 def print_summary(summary: dict[str, Any], title: str = "Summary") -> None:
-    """The per-rubric table printed at the end of a run."""
+    """The per-rubric table printed at the end of a run.
+
+    ``summary`` maps a row label (a rubric id, or ``rubric · judge`` for a jury's
+    per-judge rows) to :meth:`RubricSummary.as_dict` figures. An ``inconsistent``
+    column (pairwise verdicts that flipped with the order) appears when any row has one.
+    """
     from rich.table import Table
 
     table = Table(title=title)
     table.add_column("rubric", justify="left", no_wrap=True, overflow="fold")
-    for col in ("mean", "pass rate", "n", "errors", "abstained", "checks", "cost $"):
+    cols = ["mean", "pass rate", "n", "errors", "abstained", "checks", "cost $"]
+    pairwise = any(s.get("inconsistent") for s in summary.values())
+    if pairwise:
+        cols.insert(6, "inconsistent")
+    for col in cols:
         table.add_column(col, justify="right")
 
     def fmt(v: Any, spec: str = ".3f") -> str:
         return "-" if v is None else format(v, spec)
 
     for rid, s in summary.items():
-        table.add_row(rid, fmt(s["mean"]), fmt(s["pass_rate"], ".1%"), str(s["n"]),
-                      str(s["errors"]), str(s["abstained"]), str(s["check_failed"]),
-                      fmt(s["cost_usd"], ".4f"))
+        row = [rid, fmt(s["mean"]), fmt(s["pass_rate"], ".1%"), str(s["n"]),
+               str(s["errors"]), str(s["abstained"]), str(s["check_failed"]),
+               fmt(s["cost_usd"], ".4f")]
+        if pairwise:
+            row.insert(7, str(s.get("inconsistent", 0)))
+        table.add_row(*row)
     console.print(table)
 
 
@@ -136,23 +148,34 @@ def run(dataset: Path, pack: str | None, rubric_ids: tuple[str, ...],
 
     Judgments go to the store ($JUDGE_DATABASE_URL, default SQLite under $JUDGE_HOME) and
     one MLflow run per job ($MLFLOW_TRACKING_URI, default SQLite under $JUDGE_HOME).
-    Exit codes: 0 done, 1 a --fail-under gate failed, 2 a user error.
+    Exit codes: 0 done, 1 a --fail-under gate failed (or no judgment got a verdict:
+    every call failed), 2 a user error.
 
     \b
     --json prints: {"job_id", "status", "mlflow_run_id", "provider_calls",
       "summary": {RUBRIC: {"mean", "std", "pass_rate", "n", "errors", "abstained",
                            "check_failed", "total", "cost_usd", ...}},
-      "gates_failed": [...], "warnings": [...]}
+      "summary_by_judge": {"RUBRIC · MODEL": {...}} (juries only),
+      "skipped_missing_inputs": {RUBRIC: N}, "gates_failed": [...], "warnings": [...]}
     """
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from judge.datasets import dataset_hash, read_items
     from judge.engine import count_units
+    from judge.judgments import ERROR_STATUSES
     from judge.service import make_spec, resolve_rubrics, run_inprocess
 
     gates = parse_fail_under(fail_under)
     items = read_items(dataset, list(mapping) or None)
     rubrics = resolve_rubrics(pack, rubric_ids)
+    # A gate on a rubric the job does not use is a typo: say so before any call is made.
+    known = [r.id for r in rubrics]
+    for rubric_id, _stat, _value in gates:
+        if rubric_id not in known:
+            from judge.errors import UnknownNameError
+
+            raise UnknownNameError("--fail-under rubric", rubric_id, known)
     judges = build_judges(judge_models, api_base, temperature, max_tokens, timeout,
                           max_attempts, rpm)
     spec = make_spec(dataset=str(dataset), dataset_hash=dataset_hash(dataset), pack=pack,
@@ -171,6 +194,13 @@ def run(dataset: Path, pack: str | None, rubric_ids: tuple[str, ...],
                                 progress=lambda _j: bar.advance(task))
     result = outcome.result
     summary = {rid: s.as_dict() for rid, s in result.summary.items()}
+    by_judge = ({f"{rid} · {model}": s.as_dict()
+                 for (rid, model), s in result.summary_by_judge.items()}
+                if len(judges) > 1 else {})
+    # No verdict at all (every call failed: endpoint down, wrong key, wrong model) is a
+    # failure of the work, whatever the gates say.
+    judged = [j for j in result.judgments if j.status not in ERROR_STATUSES]
+    all_failed = bool(result.judgments) and not judged
     if out is not None:
         with out.open("w", encoding="utf-8") as fh:
             for j in result.judgments:
@@ -180,18 +210,31 @@ def run(dataset: Path, pack: str | None, rubric_ids: tuple[str, ...],
     if as_json:
         emit_json({"job_id": outcome.job_id, "status": outcome.status,
                    "mlflow_run_id": outcome.mlflow_run_id, "provider_calls": result.provider_calls,
-                   "summary": summary, "skipped_missing_inputs": skipped,
-                   "gates_failed": failed, "warnings": outcome.warnings})
+                   "summary": summary, "summary_by_judge": by_judge,
+                   "skipped_missing_inputs": skipped, "gates_failed": failed,
+                   "warnings": outcome.warnings})
     else:
         for w in outcome.warnings:
             warn(w)
         print_summary(summary, title=f"job {outcome.job_id}")
-        console.print(f"{len(result.judgments)} judgments, {result.provider_calls} provider calls, "
-                      f"{result.elapsed_s:.1f}s; MLflow run: {outcome.mlflow_run_id or '-'}")
+        if by_judge:
+            print_summary(by_judge, title="per judge model")
+        cached = sum(1 for j in result.judgments if j.cached)
+        console.print(f"{len(result.judgments)} judgments ({cached} cached), "
+                      f"{result.provider_calls} provider calls, {result.elapsed_s:.1f}s",
+                      soft_wrap=True, highlight=False)
+        console.print(f"MLflow run: {outcome.mlflow_run_id or '-'}", soft_wrap=True,
+                      highlight=False)
         for rid, n in skipped.items():
-            console.print(f"{rid}: {n} item(s) skipped: they lack a field this rubric needs.")
+            console.print(f"{rid}: {n} item(s) skipped: they lack a field this rubric needs.",
+                          soft_wrap=True)
         for f in failed:
-            console.print(f"[red]gate failed:[/red] {f}")
+            console.print(f"[red]gate failed:[/red] {escape(f)}", soft_wrap=True)
+    if all_failed:
+        warn(f"every judgment of job {outcome.job_id} failed ({len(result.judgments)} with "
+             "status provider_error or invalid_output); see their `error` field, e.g.: "
+             f"{result.judgments[0].error}")
+        raise SystemExit(1)
     if failed:
         raise SystemExit(1)
 
