@@ -82,8 +82,25 @@ def list_cmd(as_json: bool) -> None:
     _report_registry_problems(reg)
 
 
-def pack_detail(pack: Any) -> dict[str, Any]:
-    """The ``packs show --json`` object for a loaded pack."""
+def calibration_status(rubric: Any, store: Any) -> list[dict[str, Any]]:
+    """The newest stored calibration of each judge model on this exact rubric version."""
+    newest: dict[str, Any] = {}
+    for cal in store.list_calibrations(rubric.id):
+        if cal.rubric_hash != rubric.content_hash:
+            continue  # calibrated on another version of the rubric: does not carry over
+        if cal.judge_model not in newest or cal.id > newest[cal.judge_model].id:
+            newest[cal.judge_model] = cal
+    out = []
+    for model, cal in sorted(newest.items()):
+        primary = cal.figures.get("primary") if isinstance(cal.figures, dict) else None
+        out.append({"judge_model": model, "approved": cal.approved, "split": cal.split,
+                    "prompt_hash": cal.prompt_hash, "created_at": cal.created_at.isoformat(),
+                    "primary": primary})
+    return out
+
+
+def pack_detail(pack: Any, store: Any = None) -> dict[str, Any]:
+    """The ``packs show --json`` object for a loaded pack (calibrations read from ``store``)."""
     from judge.packs import data_counts
 
     rubrics = []
@@ -98,8 +115,7 @@ def pack_detail(pack: Any) -> dict[str, Any]:
             "origin": "own" if r.pack == pack.name else "core",
             "checks": [{"id": c.id, "type": c.type, "field": c.field,
                         "description": c.description} for c in r.checks],
-            # Filled from the store once calibration results are kept there.
-            "calibration": [],
+            "calibration": calibration_status(r, store) if store is not None else [],
         })
     data = []
     for df in pack.data:
@@ -136,17 +152,22 @@ def show_cmd(name: str, as_json: bool) -> None:
        "rubrics": [{"id", "version", "title", "dimension", "scale", "hash",
                     "origin": "own"|"core",
                     "checks": [{"id", "type", "field", "description"}],
-                    "calibration": [ ]}],
+                    "calibration": [{"judge_model", "approved", "split",
+                                     "prompt_hash", "created_at", "primary"}]}],
        "data": [{"file", "kind", "rubric", "format", "provenance", "source", "license",
                  "description", "items", "ratings", "raters", "error"}]}
-    "calibration" is per rubric and judge model; it is empty until calibrations are
-    read from the store. For an items file "items" is its item count; for a ratings
+    "calibration" lists, per judge model, the newest calibration stored for this exact
+    rubric version (hash); empty when no judge has been calibrated on it. For an items file "items" is its item count; for a ratings
     file "items" is the number of items rated, "ratings" the number of ratings and
     "raters" the number of distinct raters (null where they do not apply). "error" is
     set, and the counts null, when the file does not parse.
     """
+    from judge.store import Store
+
     reg = _registry()
-    detail = pack_detail(reg.get(name))
+    pack = reg.get(name)
+    with Store.open() as store:
+        detail = pack_detail(pack, store)
     if as_json:
         emit_json(detail)
         return
@@ -167,7 +188,9 @@ def show_cmd(name: str, as_json: bool) -> None:
     line(f"rubrics ({len(detail['rubrics'])}):")
     width = max([len(r["id"]) for r in detail["rubrics"]] + [2])
     for r in detail["rubrics"]:
-        calibrated = "calibrated" if r["calibration"] else "not calibrated"
+        calibrated = ", ".join(
+            f"{c['judge_model']}: {'approved' if c['approved'] else 'not approved'}"
+            for c in r["calibration"]) or "not calibrated"
         line(f"  {r['id']:<{width}}  {r['version']:<7} {r['scale']:<11} {r['origin']:<4}  "
              f"hash {r['hash'][:12]}  {calibrated}")
         if r["checks"]:
