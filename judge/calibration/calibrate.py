@@ -423,8 +423,12 @@ def calibrate(store: Store, rubric: Rubric, judge: JudgeModel,
     if opts.align:
         from judge.calibration.align import align
 
-        outcome.alignment = align(store, rubric, judge, data, codes, train, test, scale, opts)
-        outcome.provider_calls += outcome.alignment.provider_calls
+        try:
+            outcome.alignment = align(store, rubric, judge, data, codes, train, test, scale,
+                                      opts)
+            outcome.provider_calls += outcome.alignment.provider_calls
+        except CalibrationError as exc:  # nothing to align on is a finding, not a failure
+            notes.append(f"no alignment: {exc}")
     outcome.record = store.save_calibration(
         rubric_id=rubric.id, rubric_version=rubric.version, rubric_hash=rubric.content_hash,
         judge_model=judge.model, prompt_hash=verdicts.prompt_hash, split=split_desc,

@@ -173,10 +173,10 @@ def test_alignment_keeps_a_version_only_if_held_out_agreement_improves(
     majority = binary_ratings(tmp_path / "r.csv", n, seed=4, rater_accuracy=1.0)
     import_file(tmp_path / "r.csv", BINARY, "raters=r1|r2|r3", capsys)
     rng = np.random.default_rng(5)
+    flips = (0.4, 0.0) if improves else (0.15, 0.5)
     for i, m in enumerate(majority):
-        noisy = (not m) if rng.random() < 0.4 else m
-        # the first call (current version) then the second (the aligned version)
-        first, second = (noisy, m) if improves else (m, noisy)
+        # the first call (current version), then the second (the aligned version)
+        first, second = ((not m) if rng.random() < f else m for f in flips)
         fake_provider.script(verdict(passed=first, rationale="v1"),
                              verdict(passed=second, rationale="v2"), match=tag(i))
     out_dir = tmp_path / "aligned"
