@@ -179,4 +179,5 @@ def judgments_import(file: Path, judge_model: str, rubric_id: str, mapping: tupl
         emit_json(res.to_dict())
         return
     console.print(f"{res.source}: {res.new_judgments} new of {res.judgments} judgments by "
-                  f"{res.judge_model} on {res.rubric_id} (job {res.job_id})", highlight=False)
+                  f"{res.judge_model} on {res.rubric_id} (job {res.job_id})", highlight=False,
+                  soft_wrap=True)
