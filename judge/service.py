@@ -632,6 +632,7 @@ def run_chunk(store: Any, job_id: str, index: int, *, owner: str, final: bool = 
     job = store.get_job(job_id)
     if job.status.terminal:
         return "skipped"
+    warm_up()  # slow first imports happen before the lease starts ticking
     if not store.claim_chunk(job_id, index, owner, settings.lease_seconds):
         return "busy"
     chunk = store.get_chunk(job_id, index)
@@ -650,8 +651,19 @@ def run_chunk(store: Any, job_id: str, index: int, *, owner: str, final: bool = 
     calibrators = load_calibrators(store, rubrics, spec.judges)
     state = _ChunkState(store.get_job(job_id), spec.budget)
     writer = _ChunkWriter(store, job_id)
-    reason = run_async(_run_chunk_async(store, job_id, index, owner, spec, items, rubrics,
-                                        calibrators, state, writer, settings, final))
+    # The heartbeat is a thread, not a task on the event loop: a loop busy or blocked for
+    # a while (a slow import, a big parse) must not let the lease lapse.
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(store, job_id, index, owner, settings,
+                                                     state, stop), daemon=True,
+                            name=f"judge-lease-{index}")
+    beat.start()
+    try:
+        reason = run_async(_run_chunk_async(store, job_id, index, owner, spec, items, rubrics,
+                                            calibrators, state, writer, settings, final))
+    finally:
+        stop.set()
+        beat.join(settings.lease_seconds)
     if reason == "budget":
         if store.set_job_status(job_id, "budget_exceeded",
                                 error=f"budget reached: {spec.budget.model_dump()}"):
@@ -668,23 +680,34 @@ def run_chunk(store: Any, job_id: str, index: int, *, owner: str, final: bool = 
     return "done"
 
 
+def warm_up() -> None:
+    """Import the engine and the provider clients now (seconds, once per process)."""
+    from judge import engine  # noqa: F401
+    from judge.models import _client
+
+    _client()
+
+
+def _heartbeat(store: Any, job_id: str, index: int, owner: str, settings: ServiceSettings,
+               state: _ChunkState, stop: threading.Event) -> None:
+    """Renew the chunk's lease and refresh the job (cancel, budget) until ``stop``."""
+    while not stop.wait(settings.lease_seconds / 4):
+        try:
+            if not store.claim_chunk(job_id, index, owner, settings.lease_seconds):
+                state.reason = "lease_lost"
+                return
+            state.job = store.get_job(job_id)
+        except Exception as exc:  # the database away for a moment: try again next beat
+            log.warning("heartbeat of chunk %s of job %s: %s", index, job_id, exc)
+
+
 async def _run_chunk_async(store: Any, job_id: str, index: int, owner: str, spec: JobSpec,
                            items: list[Item], rubrics: list[Rubric], calibrators: Any,
                            state: _ChunkState, writer: _ChunkWriter,
                            settings: ServiceSettings, final: bool) -> str | None:
     from judge.engine import evaluate_async
 
-    async def heartbeat() -> None:
-        while True:
-            await asyncio.sleep(settings.lease_seconds / 4)
-            held = await asyncio.to_thread(store.claim_chunk, job_id, index, owner,
-                                           settings.lease_seconds)
-            if not held:
-                state.reason = "lease_lost"
-            state.job = await asyncio.to_thread(store.get_job, job_id)
-
     limiter = _limiter(spec)
-    beat = asyncio.create_task(heartbeat())
     try:
         async with asyncio.timeout(settings.chunk_time_limit):
             todo = items
@@ -707,7 +730,6 @@ async def _run_chunk_async(store: Any, job_id: str, index: int, owner: str, spec
                     index, job_id, settings.chunk_time_limit)
         return "timed_out"
     finally:
-        beat.cancel()
         if limiter is not None and hasattr(limiter, "aclose"):
             await limiter.aclose()
     return state.reason
@@ -783,9 +805,12 @@ def sweep(store: Any, *, job_id: str | None = None, broker_url: str | None = Non
         if job.status.terminal:
             continue
         unfinished = store.unfinished_chunks(job.id)
-        idle = (now - job.updated_at).total_seconds() > settings.stall_seconds
+        idle_for = (now - job.updated_at).total_seconds()
+        idle = idle_for > settings.stall_seconds
         if not unfinished:
-            if idle:
+            # The last finisher is finalizing (MLflow can be slow); only a job left like
+            # this for longer than a chunk may take lost its finisher.
+            if idle_for > settings.chunk_time_limit:
                 finalize_job(store, job.id, "succeeded")
             continue
         redo = {c.index for c in store.expired_chunks(job_id=job.id)}

@@ -60,9 +60,19 @@ def _sweeper() -> None:
             log.warning("sweeper: %s: %s", type(exc).__name__, exc)
 
 
+def _warm_up() -> None:
+    try:
+        from judge.service import warm_up
+
+        warm_up()
+    except Exception as exc:  # the first chunk will report it properly
+        log.warning("warm-up failed: %s", exc)
+
+
 @worker_ready.connect
 def _start_sweeper(**_: Any) -> None:
     threading.Thread(target=_sweeper, name="judge-sweeper", daemon=True).start()
+    threading.Thread(target=_warm_up, name="judge-warm-up", daemon=True).start()
 
 
 @worker_shutting_down.connect

@@ -28,6 +28,7 @@ def run_chunk(self: Any, job_id: str, index: int) -> str:
     """Run chunk ``index`` of job ``job_id``; idempotent, so safe to redeliver."""
     from judge.service import ChunkRetry, fail_job
     from judge.service import run_chunk as run
+    from judge.store import JobNotFoundError
 
     store = worker_store()
     final = self.request.retries >= self.max_retries
@@ -37,6 +38,8 @@ def run_chunk(self: Any, job_id: str, index: int) -> str:
                    final=final)
     except ChunkRetry as exc:
         raise self.retry(countdown=exc.countdown) from None
+    except JobNotFoundError:
+        return "unknown_job"  # a message for a job this store does not have: drop it
     except JudgeError as exc:
         fail_job(store, job_id, str(exc))
         return "failed"
