@@ -342,11 +342,14 @@ def test_fan_out_keeps_up_to_concurrency_calls_in_flight(fake_provider: FakeProv
     assert result.provider_calls == n and len(in_flight) == n
     assert max(in_flight) == conc, "the fan-out reaches the bound"
     assert all(k <= conc for k in in_flight), "and never exceeds it"
-    ideal = n * latency / conc
+    ideal, serial = n * latency / conc, n * latency
     assert elapsed >= ideal * 0.9, "no more than `concurrency` calls overlap"
-    assert elapsed - overhead < ideal * 4, (
-        f"{elapsed:.2f}s ({overhead:.2f}s of it client overhead) for an ideal {ideal:.2f}s: "
-        "calls do not overlap")
+    # A sanity check only (the in-flight count above is the real one): on a loaded shared
+    # machine the client's CPU time varies between runs, so the bound is a quarter of the
+    # serial time (4x the ideal would be 2 s of waiting), never a tight figure.
+    assert elapsed - overhead < serial / 4, (
+        f"{elapsed:.2f}s ({overhead:.2f}s of it client overhead) for an ideal {ideal:.2f}s "
+        f"and a serial {serial:.2f}s: calls do not overlap")
 
 
 def test_concurrency_is_bounded_per_judge_model(

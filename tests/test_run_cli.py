@@ -94,7 +94,7 @@ def test_run_prints_table_logs_mlflow_and_reruns_from_the_cache(
     code, out, err = run(capsys, "run", str(dataset), "--pack", acme, *judge_args(fake_provider))
     assert code == 0, err
     rubric_ids = ("acme/clarity", "acme/refusal", "safety")
-    assert all(rid in out for rid in rubric_ids) and "pass rate" in out
+    assert all(rid in out for rid in rubric_ids) and "pass rate" in out and "…" not in out
     assert "18 judgments (0 cached), 18 provider calls" in out
     job_id = JOB_RE.search(out).group(1)  # type: ignore[union-attr]
     assert fake_provider.count == 18
@@ -294,3 +294,78 @@ def test_checks_settle_items_without_calls(
                     *judge_args(fake_provider))
     assert data["provider_calls"] == 1 and fake_provider.requests_matching("P1 escalation") == []
     assert data["summary"]["acme/clarity"]["check_failed"] == 1
+
+
+def _pairwise_pack(root: Path) -> Path:
+    pack = root / "duel"
+    (pack / "rubrics").mkdir(parents=True)
+    (pack / "pack.yaml").write_text(yaml.safe_dump({
+        "name": "duel", "version": "0.1.0", "title": "Duel (test)", "domain": "testing",
+        "description": "One pairwise rubric, for judge's tests.", "requires": ">=0.1",
+        "rubrics": [{"file": "rubrics/better.yaml"}],
+    }, sort_keys=False))
+    (pack / "rubrics" / "better.yaml").write_text(yaml.safe_dump({
+        "id": "duel/better", "version": "1.0.0", "dimension": "preference",
+        "title": "Better answer", "description": "Which of two answers helps more.",
+        "inputs": ["input", "output", "output_b"],
+        "scale": {"type": "pairwise", "allow_tie": True},
+        "instructions": "Pick the answer that helps the customer more.",
+    }, sort_keys=False))
+    return pack
+
+
+def test_pairwise_rubric_judges_both_orders_and_reports_flips(
+    capsys: pytest.CaptureFixture[str], fake_provider: FakeProvider, judge_home: Path,
+    tmp_path: Path,
+) -> None:
+    code, _out, err = run(capsys, "packs", "install", str(_pairwise_pack(tmp_path)))
+    assert code == 0, err
+    path = tmp_path / "pairs.jsonl"
+    rows = [{"id": f"p{k}", "input": f"question {k}", "output": f"answer A{k}",
+             "output_b": f"answer B{k}"} for k in range(4)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # a position-biased judge: whatever is shown first wins, for p0 and p1
+    for k in (0, 1):
+        fake_provider.script(verdict(rationale="first", winner="a"), match=f"question {k}",
+                             forever=True)
+    # p2: `output` wins in both orders; p3: `output_b` wins in both orders
+    from judge.datasets import Item
+    from judge.packs import find_rubric
+    from judge.prompts import build_messages
+
+    rubric = find_rubric("duel/better")
+    for k, ab, ba in ((2, "a", "b"), (3, "b", "a")):
+        item = Item.model_validate(rows[k])
+        for order, winner in (("ab", ab), ("ba", ba)):
+            fake_provider.script(verdict(rationale="r", winner=winner),
+                                 match=build_messages(rubric, item, order=order).user)
+    code, out, err = run(capsys, "run", str(path), "--pack", "duel",
+                         *judge_args(fake_provider))
+    assert code == 0, err
+    job_id = JOB_RE.search(out).group(1)  # type: ignore[union-attr]
+    assert "flips" in out and "changed with the order" in out
+    with Store.open() as store:
+        js = store.judgments(job_id)
+    assert sorted((j.item_id, j.order) for j in js) == [
+        (f"p{k}", o) for k in range(4) for o in ("ab", "ba")]
+    metrics = read_run_metrics(find_run(job_id))  # type: ignore[arg-type]
+    assert metrics["duel/better/inconsistent"] == 2 and metrics["duel/better/n"] == 2
+    # the win rate of `output` over the consistent pairs: p2 won, p3 lost
+    assert metrics["duel/better/mean"] == pytest.approx(statistics.fmean([1.0, 0.0]))
+    assert fake_provider.count == 8
+
+
+def test_summary_table_never_truncates_ids_or_numbers(capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    from judge.cli.run_cmd import print_summary
+
+    row = {"n": 123, "mean": 3.14159, "pass_rate": 0.875, "errors": 4, "abstained": 2,
+           "check_failed": 1, "cost_usd": 0.01234, "inconsistent": 3}
+    long_id = "healthcare/a-very-long-rubric-name-about-medication-safety-in-older-adults"
+    capsys.readouterr()
+    print_summary({long_id: row, f"{long_id} · openai/some-judge-model": row}, title="job t")
+    out = capsys.readouterr().out
+    assert long_id in out and f"{long_id} · openai/some-judge-model" in out
+    for text in ("3.142", "87.5%", "123", "0.0123", "flips"):
+        assert text in out
+    assert "…" not in out

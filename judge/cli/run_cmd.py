@@ -90,19 +90,23 @@ def print_summary(summary: dict[str, Any], title: str = "Summary") -> None:
     """The per-rubric table printed at the end of a run.
 
     ``summary`` maps a row label (a rubric id, or ``rubric · judge`` for a jury's
-    per-judge rows) to :meth:`RubricSummary.as_dict` figures. An ``inconsistent``
-    column (pairwise verdicts that flipped with the order) appears when any row has one.
+    per-judge rows) to :meth:`RubricSummary.as_dict` figures. A ``flips`` column
+    (pairwise verdicts that changed with the order) appears when any row has one.
     """
     from rich.table import Table
 
-    table = Table(title=title)
-    table.add_column("rubric", justify="left", no_wrap=True, overflow="fold")
-    cols = ["mean", "pass rate", "n", "errors", "abstained", "checks", "cost $"]
     pairwise = any(s.get("inconsistent") for s in summary.values())
+    # Short headers that never wrap: the table must stay readable in 80 columns.
+    legend = ("pass: pass rate; err: errors (no verdict); abst: abstained; check: settled "
+              "by a failed deterministic check")
+    cols = ["mean", "pass", "n", "err", "abst", "check", "cost $"]
     if pairwise:
-        cols.insert(6, "inconsistent")
+        cols.insert(6, "flips")
+        legend += "; flips: pairs whose verdict changed with the order (no verdict)"
+    table = Table(title=title, caption=legend, caption_justify="left")
+    table.add_column("rubric", justify="left", no_wrap=True)
     for col in cols:
-        table.add_column(col, justify="right")
+        table.add_column(col, justify="right", no_wrap=True)
 
     def fmt(v: Any, spec: str = ".3f") -> str:
         return "-" if v is None else format(v, spec)
@@ -114,7 +118,16 @@ def print_summary(summary: dict[str, Any], title: str = "Summary") -> None:
         if pairwise:
             row.insert(7, str(s.get("inconsistent", 0)))
         table.add_row(*row)
-    console.print(table)
+    # Never squeeze the table into a narrow (or non-terminal, 80-column) console: that
+    # truncates rubric ids and numbers. Render it at its natural width instead.
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    needed = Measurement.get(console, console.options.update_width(1000), table).maximum
+    out = console if needed <= console.width else Console(
+        file=console.file, width=needed, force_terminal=console.is_terminal,
+        no_color=console.no_color, highlight=False)
+    out.print(table)
 
 
 def check_gates(summary: dict[str, Any], gates: list[tuple[str, str, float]]) -> list[str]:
