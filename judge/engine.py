@@ -139,6 +139,7 @@ class EvaluationResult:
 
     @property
     def summary_by_judge(self) -> dict[tuple[str, str], RubricSummary]:
+        """Per (rubric id, judge model) figures, for a jury."""
         return summarize_by_judge(self.judgments)
 
     def metrics(self) -> dict[str, float]:
@@ -253,6 +254,21 @@ def _nearest_label(scale: CategoricalScale, score: float) -> str:
     return min(scale.labels, key=lambda lab: abs(lab.score - score)).label
 
 
+class _RpmLimiter:
+    """Each judge's own ``rpm``, in this process (a shared limiter, e.g. the service's
+    Redis token bucket, is passed to :func:`evaluate_async` instead)."""
+
+    def __init__(self, judges: Sequence[JudgeModel]):
+        from judge.models import LocalRateLimiter
+
+        self._by_model = {j.model: LocalRateLimiter(j.rpm) for j in judges if j.rpm}
+
+    async def acquire(self, model: str, tokens: int = 0) -> None:
+        bucket = self._by_model.get(model)
+        if bucket is not None:
+            await bucket.acquire(model, tokens)
+
+
 class _Sink:
     """Buffers finished judgments and writes them to the store and cache in batches."""
 
@@ -318,6 +334,8 @@ async def evaluate_async(
     if jury not in JURY_METHODS:
         raise JudgeError(f"Unknown jury method '{jury}'. Options: {', '.join(JURY_METHODS)}.")
     items = list(items)
+    if limiter is None and any(j.rpm for j in judges):
+        limiter = _RpmLimiter(judges)
     started = time.perf_counter()
     prompt_hashes = {
         r.id: build_messages(r, items[0] if items else Item(id="-")).prompt_hash for r in rubrics
@@ -434,6 +452,7 @@ def evaluate(
         judges: judge models, or litellm model strings.
         samples: verdicts per unit (needs temperature > 0 when above 1).
         concurrency: calls in flight per judge model.
+        limiter: waited on before every call; default: each judge's ``rpm``, if set.
         jury: how several judges' scores combine: mean, median or majority.
         store: where judgments and the cache go (None: nowhere, and no cache).
         use_cache: serve repeats from the cache (``--no-cache`` sets it False).

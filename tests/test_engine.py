@@ -369,3 +369,23 @@ def test_concurrency_is_bounded_per_judge_model(
                                [judge(fake_provider), judge(second_provider, "openai/judge-b")],
                                concurrency=3, progress=on_done))
     assert peak == {"a": 3, "b": 3} and done == {"a": 12, "b": 12}
+
+
+def test_a_judges_rpm_is_honoured_without_a_shared_limiter(fake_provider: FakeProvider) -> None:
+    # 120 requests a minute: a burst of 2, then one every 0.5 s
+    start = time.perf_counter()
+    result = evaluate(items(5), [rubric(LIKERT)], [judge(fake_provider, rpm=120)],
+                      concurrency=5)
+    elapsed = time.perf_counter() - start
+    assert result.provider_calls == 5
+    assert elapsed >= 3 * 0.5 * 0.9
+
+
+def test_result_to_pandas_has_one_row_per_judgment(fake_provider: FakeProvider) -> None:
+    result = evaluate(items(3), [rubric(LIKERT), rubric(BINARY, rid="t/bin")],
+                      [judge(fake_provider)])
+    df = result.to_pandas()
+    assert len(df) == len(result.judgments) == 6
+    assert {"item_id", "rubric_id", "score", "status", "cached"} <= set(df.columns)
+    assert df.groupby("rubric_id")["score"].mean().to_dict() == pytest.approx(
+        {rid: s.mean for rid, s in result.summary.items()})

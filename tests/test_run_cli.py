@@ -369,3 +369,17 @@ def test_summary_table_never_truncates_ids_or_numbers(capsys: pytest.CaptureFixt
     for text in ("3.142", "87.5%", "123", "0.0123", "flips"):
         assert text in out
     assert "…" not in out
+
+
+@pytest.mark.parametrize(("option", "value", "named"), [
+    ("--temperature", "5", "temperature"), ("--timeout", "0", "timeout"),
+    ("--max-attempts", "0", "max_attempts"), ("--concurrency", "0", "concurrency"),
+])
+def test_bad_judge_settings_are_user_errors(
+    capsys: pytest.CaptureFixture[str], fake_provider: FakeProvider, acme: str, dataset: Path,
+    option: str, value: str, named: str,
+) -> None:
+    code, out, err = run(capsys, "run", str(dataset), "--rubric", "acme/clarity",
+                         *judge_args(fake_provider), option, value)
+    assert code == 2 and named in err and "Traceback" not in err + out
+    assert fake_provider.count == 0

@@ -33,7 +33,8 @@ def judge_options(f: Any) -> Any:
         click.option("--max-attempts", default=4, show_default=True, type=int,
                      help="Provider attempts per call (429/5xx/timeouts)."),
         click.option("--rpm", type=int, help="Requests per minute allowed per judge model."),
-        click.option("--concurrency", "-c", default=16, show_default=True, type=int,
+        click.option("--concurrency", "-c", default=16, show_default=True,
+                     type=click.IntRange(min=1),
                      help="Judge calls in flight per judge model."),
         click.option("--jury", type=click.Choice(["mean", "median", "majority"]), default="mean",
                      show_default=True, help="How several judge models combine per item."),
@@ -60,9 +61,11 @@ def build_judges(judge_models: tuple[str, ...], api_base: str | None, temperatur
                          "JUDGE_MODEL. Any litellm model string works.")
     if len(set(names)) != len(names):
         raise JudgeError(f"A judge model is named twice: {names}.")
+    # parse() turns a bad setting (--temperature 5, --timeout 0) into a ConfigError that
+    # names it: a user error (exit 2), not a traceback.
     return [
-        JudgeModel(model=n, api_base=api_base, temperature=temperature, max_tokens=max_tokens,
-                   timeout=timeout, max_attempts=max_attempts, rpm=rpm)
+        JudgeModel.parse(n, api_base=api_base, temperature=temperature, max_tokens=max_tokens,
+                         timeout=timeout, max_attempts=max_attempts, rpm=rpm)
         for n in names
     ]
 
