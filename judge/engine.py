@@ -366,6 +366,7 @@ async def evaluate_async(
     if store is not None and use_cache:
         cached = store.cache_get_many(list(set(keys.values())))
     findings_memo: dict[tuple[str, str], list[Any]] = {}
+    followers: dict[str, list[Unit]] = {}
     for u in units:
         memo_key = (u.item.id, u.rubric.id)
         if memo_key not in findings_memo:
@@ -375,11 +376,12 @@ async def evaluate_async(
         if findings:
             finish(_check_judgment(u, findings, prompt_hashes[u.rubric.id], job_id), None)
         elif key in cached:
-            payload = dict(cached[key])
-            payload.update(job_id=job_id, cached=True, item_id=u.item.id)
-            payload.pop("calibrated_score", None)
-            finish(Judgment.model_validate(payload), key)
+            finish(_from_cache(cached[key], u, job_id), key)
+        elif use_cache and key in followers:
+            # The same content twice in one job (two ids, one text): one call answers both.
+            followers[key].append(u)
         else:
+            followers[key] = []
             to_call[u.judge.model].append((u, key))
 
     async def worker(queue: list[tuple[Unit, str]]) -> None:
@@ -393,6 +395,15 @@ async def evaluate_async(
             j = await judge_once(unit.judge, unit.rubric, unit.item, sample_index=unit.sample_index,
                                  order=unit.order, limiter=limiter, job_id=job_id)
             finish(j, key)
+            waiting = followers.pop(key, [])
+            if j.status in _CACHEABLE:
+                payload = j.model_dump(mode="json", exclude={"job_id", "cached"})
+                for f in waiting:
+                    finish(_from_cache(payload, f, job_id), None)
+            elif waiting:
+                # No verdict to share: the next one with this content makes its own call.
+                followers[key] = waiting[1:]
+                queue.append((waiting[0], key))
 
     tasks = []
     for work in to_call.values():
@@ -421,6 +432,15 @@ async def evaluate_async(
         stopped=stopped,
         elapsed_s=time.perf_counter() - started,
     )
+
+
+def _from_cache(payload: dict[str, Any], unit: Unit, job_id: str | None) -> Judgment:
+    """A cached verdict as this job's judgment of ``unit`` (the same content, maybe another
+    item id); the calibration map is reapplied, not copied."""
+    data = dict(payload)
+    data.update(job_id=job_id, cached=True, item_id=unit.item.id)
+    data.pop("calibrated_score", None)
+    return Judgment.model_validate(data)
 
 
 def _check_judgment(unit: Unit, findings: list[Any], prompt_hash: str, job_id: str | None

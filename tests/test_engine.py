@@ -389,3 +389,29 @@ def test_result_to_pandas_has_one_row_per_judgment(fake_provider: FakeProvider) 
     assert {"item_id", "rubric_id", "score", "status", "cached"} <= set(df.columns)
     assert df.groupby("rubric_id")["score"].mean().to_dict() == pytest.approx(
         {rid: s.mean for rid, s in result.summary.items()})
+
+
+def test_the_same_content_twice_in_one_job_is_judged_once(fake_provider: FakeProvider,
+                                                          sqlite_store: Store) -> None:
+    twin = Item(id="twin", input="question 0", output="answer number 0")
+    its = [*items(3), twin]
+    result = evaluate(its, [rubric(LIKERT)], [judge(fake_provider)], store=sqlite_store)
+    assert fake_provider.count == result.provider_calls == 3
+    by_id = {j.item_id: j for j in result.judgments}
+    assert set(by_id) == {"i0", "i1", "i2", "twin"}
+    assert by_id["twin"].cached and by_id["twin"].score == by_id["i0"].score
+    assert by_id["twin"].status == Status.OK
+    assert len(sqlite_store.judgments(None, rubric_id="t/quality")) == 4
+
+
+def test_a_failed_call_is_not_shared_with_the_same_content(fake_provider: FakeProvider) -> None:
+    fake_provider.script(invalid_json(), invalid_json(), match="number 0")
+    twin = Item(id="twin", input="question 0", output="answer number 0")
+    result = evaluate([items(1)[0], twin], [rubric(LIKERT)],
+                      [judge(fake_provider, max_reasks=1)])
+    statuses = sorted(j.status for j in result.judgments)
+    assert statuses == [Status.INVALID_OUTPUT, Status.OK]
+    assert result.provider_calls == 2 and not any(j.cached for j in result.judgments)
+    cold = evaluate([items(1)[0], twin], [rubric(LIKERT)], [judge(fake_provider)],
+                    use_cache=False)
+    assert cold.provider_calls == 2, "--no-cache calls for every unit"
