@@ -236,7 +236,8 @@ def _aggregate_item(
     elif inconsistent and label is None:
         status = "inconsistent"
     elif score is None and label is None:
-        status = "no_verdict"
+        # Judges that answered but split evenly is a tie, not a missing verdict.
+        status = "tie" if values else "no_verdict"
     else:
         status = Status.OK.value
     return ItemVerdict(item_id, rubric_id, score, label, passed, status, per_judge, spread,

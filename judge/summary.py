@@ -166,7 +166,16 @@ def _put_summary(metrics: dict[str, float], rubric_id: str, s: RubricSummary,
 
 @dataclass
 class ItemVerdict:
-    """The aggregated verdict for one item on one rubric: over samples, orders and a jury."""
+    """The aggregated verdict for one item on one rubric: over samples, orders and a jury.
+
+    ``status`` is ``ok``, ``check_failed`` (settled by a deterministic check),
+    ``inconsistent`` (pairwise: the verdict flipped with the order), ``tie`` (the judges
+    or samples split evenly between labels) or ``no_verdict`` (no judge gave one).
+    ``per_judge`` holds each judge's value after its samples were combined,
+    ``sample_spread`` how far each judge's samples spread, and ``disagreement`` how far
+    the judges disagree (the standard deviation of their scores, or for labels the share
+    of judges not in the majority).
+    """
 
     item_id: str
     rubric_id: str

@@ -415,3 +415,15 @@ def test_a_failed_call_is_not_shared_with_the_same_content(fake_provider: FakePr
     cold = evaluate([items(1)[0], twin], [rubric(LIKERT)], [judge(fake_provider)],
                     use_cache=False)
     assert cold.provider_calls == 2, "--no-cache calls for every unit"
+
+
+def test_a_jury_split_on_a_binary_verdict_is_a_tie(
+    fake_provider: FakeProvider, second_provider: FakeProvider
+) -> None:
+    fake_provider.script(verdict(rationale="ok", passed=True), forever=True)
+    second_provider.script(verdict(rationale="no", passed=False), forever=True)
+    result = evaluate(items(1), [rubric(BINARY, rid="t/bin")],
+                      [judge(fake_provider), judge(second_provider, "openai/judge-b")])
+    (v,) = result.verdicts()
+    assert (v.status, v.label, v.passed, v.disagreement) == ("tie", None, None, 0.5)
+    assert v.per_judge == {"openai/judge-a": "True", "openai/judge-b": "False"}
