@@ -99,7 +99,7 @@ class Client:
             items = read_items(Path(items))
         rows = [i if isinstance(i, Item) else Item.model_validate(i) for i in items]
         judge_specs = [{"model": j} if isinstance(j, str) else dict(j) for j in judges]
-        budget = {"max_cost_usd": max_cost_usd, "max_calls": max_calls}
+        budget: dict[str, Any] = {"max_cost_usd": max_cost_usd, "max_calls": max_calls}
         if self.url:
             body = {"items": [i.model_dump(mode="json") for i in rows], "pack": pack,
                     "rubrics": list(rubrics), "judges": judge_specs, "samples": samples,

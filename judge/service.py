@@ -200,16 +200,15 @@ def run_inprocess(
 def load_calibrators(store: Any, rubrics: Sequence[Rubric], judges: Sequence[JudgeModel]
                      ) -> dict[tuple[str, str], Callable[[float], float]]:
     """Fitted calibration maps for (rubric hash, judge model), where one is stored."""
+    from judge.calibration.maps import load_map
+
     out: dict[tuple[str, str], Callable[[float], float]] = {}
-    try:
-        from judge.calibration.maps import map_from_dict
-    except ImportError:
-        return out
     for r in rubrics:
         for j in judges:
             cal = store.latest_calibration(r.id, r.content_hash, j.model)
-            if cal is not None and getattr(cal, "map", None):
-                out[(r.content_hash, j.model)] = map_from_dict(cal.map).apply
+            # Only a score map applies to a score; a label map is used at calibration.
+            if cal is not None and cal.map and cal.map.get("kind") == "isotonic":
+                out[(r.content_hash, j.model)] = load_map(cal.map).apply
     return out
 
 
@@ -716,7 +715,9 @@ async def _run_chunk_async(store: Any, job_id: str, index: int, owner: str, spec
                 writer.hold = not (final and round_ == settings.rate_limit_rounds)
                 await evaluate_async(
                     todo, rubrics, spec.judges, samples=spec.samples,
-                    concurrency=spec.concurrency, jury=spec.jury, store=writer, job_id=job_id,
+                    concurrency=spec.concurrency, jury=spec.jury,
+                    store=writer,  # type: ignore[arg-type]  # the engine uses 3 methods
+                    job_id=job_id,
                     use_cache=spec.use_cache, limiter=limiter, calibrators=calibrators,
                     progress=state.on_judgment, should_stop=state.should_stop,
                 )
