@@ -135,7 +135,7 @@ def _plots(o: CalibrationOutcome, out: Path) -> list[str]:
         rows += [(f"ceiling: typical human {o.ceiling.stat}", o.ceiling.human),
                  (f"ceiling: judge {o.ceiling.stat}", o.ceiling.judge)]
     rows = [(k, e) for k, e in rows if math.isfinite(e.value)]
-    fig, ax = plt.subplots(figsize=(6, 0.35 * len(rows) + 1))
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(rows) + 1.4))
     for i, (k, e) in enumerate(rows):
         # a percentile interval need not contain the point estimate: clamp at 0
         lo = max(0.0, e.value - e.low) if math.isfinite(e.low) else 0
@@ -143,7 +143,7 @@ def _plots(o: CalibrationOutcome, out: Path) -> list[str]:
         ax.errorbar(e.value, i, xerr=[[lo], [hi]], fmt="o",
                     color="tab:red" if k.startswith("ceiling") else "tab:blue")
     ax.set_yticks(range(len(rows)), [k for k, _ in rows])
-    ax.set_title("Agreement (95% CI) beside the human ceiling")
+    ax.set_title("Agreement (95% CI)\nbeside the human ceiling", fontsize=10)
     fig.tight_layout()
     fig.savefig(out / "agreement.png", dpi=90)
     plt.close(fig)
