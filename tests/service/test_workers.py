@@ -94,9 +94,9 @@ def test_cancel_stops_remaining_chunks_and_keeps_what_is_done(service_env, spawn
 
 def test_429s_for_a_while_shared_bucket_nothing_failed(service_env, spawn_worker,
                                                        fake_provider, redis_url):
-    from judge.testing.fake_provider import rate_limit
-
     import redis
+
+    from judge.testing.fake_provider import rate_limit
 
     fake_provider.script(*[rate_limit(retry_after=0) for _ in range(12)])
     store = Store.open(service_env["JUDGE_DATABASE_URL"])
