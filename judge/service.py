@@ -199,17 +199,13 @@ def run_inprocess(
 
 def load_calibrators(store: Any, rubrics: Sequence[Rubric], judges: Sequence[JudgeModel]
                      ) -> dict[tuple[str, str], Callable[[float], float]]:
-    """Fitted calibration maps for (rubric hash, judge model), where one is stored."""
-    from judge.calibration.maps import load_map
+    """Stored calibration maps as callables (see :mod:`judge.calibration.runtime`)."""
+    if not any(store.latest_calibration(r.id, r.content_hash, j.model)
+               for r in rubrics for j in judges):
+        return {}  # the common case: skip importing the statistics stack at all
+    from judge.calibration.runtime import load_calibrators as load
 
-    out: dict[tuple[str, str], Callable[[float], float]] = {}
-    for r in rubrics:
-        for j in judges:
-            cal = store.latest_calibration(r.id, r.content_hash, j.model)
-            # Only a score map applies to a score; a label map is used at calibration.
-            if cal is not None and cal.map and cal.map.get("kind") == "isotonic":
-                out[(r.content_hash, j.model)] = load_map(cal.map).apply
-    return out
+    return load(store, rubrics, judges)
 
 
 def finalize(

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from judge.calibration.agreement import AgreementReport
-from judge.calibration.ceiling import CeilingReport
+if TYPE_CHECKING:
+    from judge.calibration.agreement import AgreementReport
+    from judge.calibration.ceiling import CeilingReport
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from judge.calibration.maps import IsotonicMap, LabelMap, load_map
-
 if TYPE_CHECKING:
     from judge.models import JudgeModel
     from judge.rubrics import Rubric
@@ -27,6 +23,11 @@ Calibrator = Callable[[float], float]
 
 def calibrator_from_map(data: dict[str, Any]) -> Calibrator | None:
     """A float → float calibrator from a stored map (None if it cannot act on scores)."""
+    # Imported here: the maps need scikit-learn, which a run without calibrations never does.
+    import numpy as np
+
+    from judge.calibration.maps import IsotonicMap, LabelMap, load_map
+
     cmap = load_map(data)
     if isinstance(cmap, IsotonicMap):
         return lambda score: float(cmap.apply(float(score)))
@@ -37,7 +38,7 @@ def calibrator_from_map(data: dict[str, Any]) -> Calibrator | None:
     values = scale.level_values
     names = scale.level_names
 
-    def apply(score: float, cmap: LabelMap = cmap) -> float:
+    def apply(score: float, cmap: Any = cmap) -> float:
         i = int(np.argmin(np.abs(values - float(score))))
         return float(values[names.index(cmap.apply(names[i]))])
 
