@@ -1,7 +1,7 @@
-"""One measured client, run in its own process: ``python bench/_client.py '<json spec>'``.
+"""One measured client, run in its own process: ``python bench/_client.py [--serve] SPEC``.
 
 Each client does the same work — N items × the given rubrics, one verdict per pair, C
-calls in flight — against the same fake endpoint, then prints one JSON line with its
+calls in flight — against the same fake endpoint, then prints one JSON line (a list: one result per concurrency level) with its
 wall time, its own CPU time (user + system, all threads, from ``getrusage``) over the
 timed section only, and its peak RSS. Imports, client construction, opening the store
 and a short warm-up happen before the clock starts, so every client is measured warm.
@@ -136,13 +136,18 @@ def _tools(model: Any) -> dict[str, Any]:
     return _TOOLS[model]
 
 
-async def _run_baseline(spec: dict[str, Any]) -> dict[str, Any]:
-    mode, url, conc = spec["mode"], spec["url"], spec["concurrency"]
+Runner = Any  # async (level, run index) -> result dict
+
+
+async def _baseline(spec: dict[str, Any]) -> tuple[Runner, Any]:
+    """Set up a baseline client, warm it, and return (run one level, close)."""
+    mode, url = spec["mode"], spec["url"]
     rubrics = _rubrics(spec["rubrics"])
     judge = _judge(url)
     kwargs = judge.completion_kwargs()
     warm = _requests(make_items(WARMUP, offset=10_000_000), rubrics)
     timed = _requests(make_items(spec["items"]), rubrics)
+    session: Any = None
 
     if mode == "aiohttp":
         import aiohttp
@@ -184,49 +189,95 @@ async def _run_baseline(spec: dict[str, Any]) -> dict[str, Any]:
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 
-    await _pool(list(warm), conc, call)
-    profiler = _start_profile(spec)
-    cpu0, _ = _rusage()
-    t0 = time.perf_counter()
-    errors = await _pool(list(reversed(timed)), conc, call)
-    elapsed = time.perf_counter() - t0
-    cpu1, rss = _rusage()
-    _stop_profile(profiler, spec)
-    if mode == "aiohttp":
-        await session.close()
-    return {"n": len(timed), "calls": len(timed), "errors": errors, "elapsed": elapsed,
-            "cpu": cpu1 - cpu0, "rss_mb": rss}
+    await _pool(list(warm), 64, call)
+
+    async def run(level: int, index: int) -> dict[str, Any]:
+        profiler = _start_profile(spec)
+        cpu0, _ = _rusage()
+        t0 = time.perf_counter()
+        errors = await _pool(list(reversed(timed)), level, call)
+        elapsed = time.perf_counter() - t0
+        cpu1, rss = _rusage()
+        _stop_profile(profiler, spec)
+        return {"concurrency": level, "n": len(timed), "calls": len(timed), "errors": errors,
+                "elapsed": elapsed, "cpu": cpu1 - cpu0, "rss_mb": rss}
+
+    async def close() -> None:
+        if session is not None:
+            await session.close()
+
+    return run, close
 
 
-async def _run_judge(spec: dict[str, Any]) -> dict[str, Any]:
+def _levels(conc: int | list[int]) -> list[int]:
+    """Concurrency levels to run in turn (one process: imports are paid once)."""
+    return [conc] if isinstance(conc, int) else list(conc)
+
+
+async def _judge_client(spec: dict[str, Any]) -> tuple[Runner, Any]:
+    """Set up judge.evaluate_async, warm it, and return (run one level, close)."""
     from judge.engine import evaluate_async
 
     rubrics = _rubrics(spec["rubrics"])
     judge = _judge(spec["url"])
-    conc = spec["concurrency"]
-    store = None
-    if spec.get("db"):
-        from judge.store import Store
-
-        store = Store.open(spec["db"])
-    # Warm-up without a store: it must not seed the cache the timed run may read.
+    # Warm-up without a store: it must not seed the cache a timed run may read.
     await evaluate_async(make_items(WARMUP, offset=10_000_000), rubrics, [judge],
-                         concurrency=conc)
+                         concurrency=64)
     items = make_items(spec["items"])
-    profiler = _start_profile(spec)
-    cpu0, _ = _rusage()
-    t0 = time.perf_counter()
-    result = await evaluate_async(items, rubrics, [judge], concurrency=conc, store=store,
-                                  job_id=spec.get("job_id"))
-    elapsed = time.perf_counter() - t0
-    cpu1, rss = _rusage()
-    _stop_profile(profiler, spec)
-    errors = sum(1 for j in result.judgments if j.status.value not in ("ok", "abstained"))
-    cached = sum(1 for j in result.judgments if j.cached)
-    if store is not None:
-        store.close()
-    return {"n": len(result.judgments), "calls": result.provider_calls, "errors": errors,
-            "cached": cached, "elapsed": elapsed, "cpu": cpu1 - cpu0, "rss_mb": rss}
+
+    async def run(level: int, index: int) -> dict[str, Any]:
+        store = None
+        if spec.get("db"):
+            from judge.store import Store
+
+            # "{run}" in the URL: a fresh database per run, so no run reads another's cache.
+            store = Store.open(spec["db"].replace("{run}", f"{level}-{index}"))
+        profiler = _start_profile(spec)
+        cpu0, _ = _rusage()
+        t0 = time.perf_counter()
+        result = await evaluate_async(items, rubrics, [judge], concurrency=level, store=store,
+                                      job_id=spec.get("job_id"))
+        elapsed = time.perf_counter() - t0
+        cpu1, rss = _rusage()
+        _stop_profile(profiler, spec)
+        if store is not None:
+            store.close()
+        errors = sum(1 for j in result.judgments if j.status.value not in ("ok", "abstained"))
+        return {"concurrency": level, "n": len(result.judgments),
+                "calls": result.provider_calls, "errors": errors,
+                "cached": sum(1 for j in result.judgments if j.cached),
+                "elapsed": elapsed, "cpu": cpu1 - cpu0, "rss_mb": rss}
+
+    async def close() -> None:
+        return None
+
+    return run, close
+
+
+async def _client(spec: dict[str, Any], serve: bool) -> list[dict[str, Any]]:
+    """Run the levels in ``spec`` (one shot), or serve ``{"concurrency": C}`` lines from
+    stdin until EOF: the orchestrator then interleaves clients level by level, so a burst
+    of load from elsewhere on the machine hits them all alike."""
+    setup = _judge_client if spec["mode"] == "judge" else _baseline
+    run, close = await setup(spec)
+    results = []
+    try:
+        if not serve:
+            for i, level in enumerate(_levels(spec["concurrency"])):
+                results.append(await run(level, i))
+            return results
+        print("BENCH_READY", flush=True)
+        index = 0
+        while True:
+            line = await asyncio.to_thread(sys.stdin.readline)
+            if not line.strip():
+                return results
+            level = int(json.loads(line)["concurrency"])
+            out = await run(level, index)
+            index += 1
+            print("BENCH_RESULT " + json.dumps([out]), flush=True)
+    finally:
+        await close()
 
 
 def synthetic_judgments(n: int, job_id: str | None) -> list[Any]:
@@ -242,7 +293,7 @@ def synthetic_judgments(n: int, job_id: str | None) -> list[Any]:
     ) for i in range(n)]
 
 
-def _run_sinks(spec: dict[str, Any]) -> dict[str, Any]:
+def _run_sinks(spec: dict[str, Any]) -> list[dict[str, Any]]:
     from judge.store import Store
 
     store = Store.open(spec["db"])
@@ -257,11 +308,11 @@ def _run_sinks(spec: dict[str, Any]) -> dict[str, Any]:
     elapsed = time.perf_counter() - t0
     cpu1, rss = _rusage()
     store.close()
-    return {"n": written, "calls": 0, "errors": len(judgments) - 1 - written,
-            "elapsed": elapsed, "cpu": cpu1 - cpu0, "rss_mb": rss}
+    return [{"n": written, "calls": 0, "errors": len(judgments) - 1 - written,
+             "elapsed": elapsed, "cpu": cpu1 - cpu0, "rss_mb": rss}]
 
 
-def _run_mlflow(spec: dict[str, Any]) -> dict[str, Any]:
+def _run_mlflow(spec: dict[str, Any]) -> list[dict[str, Any]]:
     os.environ["MLFLOW_TRACKING_URI"] = spec["tracking_uri"]
     from judge.tracking import log_job
 
@@ -275,21 +326,22 @@ def _run_mlflow(spec: dict[str, Any]) -> dict[str, Any]:
             metrics={"tone/mean": 3.0, "tone/pass_rate": 0.6}, judgments=judgments)
     elapsed = time.perf_counter() - t0
     cpu1, rss = _rusage()
-    return {"n": len(judgments), "calls": 0, "errors": 0, "elapsed": elapsed,
-            "cold": cold, "cpu": cpu1 - cpu0, "rss_mb": rss}
+    return [{"n": len(judgments), "calls": 0, "errors": 0, "elapsed": elapsed,
+             "cold": cold, "cpu": cpu1 - cpu0, "rss_mb": rss}]
 
 
 def main() -> None:
-    spec = json.loads(sys.argv[1])
+    serve = sys.argv[1] == "--serve"
+    spec = json.loads(sys.argv[-1])
     mode = spec["mode"]
-    if mode == "judge":
-        out = asyncio.run(_run_judge(spec))
-    elif mode == "sinks":
+    if mode == "sinks":
         out = _run_sinks(spec)
     elif mode == "mlflow":
         out = _run_mlflow(spec)
     else:
-        out = asyncio.run(_run_baseline(spec))
+        out = asyncio.run(_client(spec, serve))
+        if serve:
+            return
     print("BENCH_RESULT " + json.dumps(out), flush=True)
 
 

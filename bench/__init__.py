@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): ``python bench/run.py --quick``; see bench/README.md."""
