@@ -121,21 +121,32 @@ class Served:
 
     def __init__(self, spec: dict[str, Any]):
         self.mode = spec["mode"]
+        # stderr to a file: an unread pipe would block a chatty client once it fills.
+        self.err = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen([PY, str(HERE / "_client.py"), "--serve", json.dumps(spec)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, bufsize=1)
-        self._expect("BENCH_READY")
+                                     stderr=self.err, text=True, bufsize=1)
+        self.ready = False
+
+    def wait_ready(self) -> Served:
+        """Block until the client has imported, connected and warmed up."""
+        if not self.ready:
+            self._expect("BENCH_READY")
+            self.ready = True
+        return self
 
     def _expect(self, prefix: str) -> str:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             if line.startswith(prefix):
                 return line[len(prefix):].strip()
-        err = self.proc.stderr.read() if self.proc.stderr else ""
+        self.err.seek(0)
+        err = self.err.read()
         raise RuntimeError(f"client {self.mode} died (exit {self.proc.wait()}):\n{err[-3000:]}")
 
     def run(self, concurrency: int) -> dict[str, Any]:
         assert self.proc.stdin is not None
+        self.wait_ready()
         self.proc.stdin.write(json.dumps({"concurrency": concurrency}) + "\n")
         self.proc.stdin.flush()
         return json.loads(self._expect("BENCH_RESULT"))[0]
@@ -147,6 +158,7 @@ class Served:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        self.err.close()
 
 
 def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -179,7 +191,9 @@ def bench_inprocess(plan: Plan, fake: FakeServer, tmp: Path) -> list[Row]:
                                     "items": plan.items, "rubrics": RUBRICS}
             if mode == "judge+sqlite":
                 spec["db"] = f"sqlite:///{tmp}/inprocess-{{run}}.db"
-            clients[mode] = Served(spec)
+            clients[mode] = Served(spec)  # all start at once: imports use both cores
+        for cl in clients.values():
+            cl.wait_ready()
         # Level by level, every client in turn, `repeats` rounds: load from elsewhere on
         # the machine then hits every client alike, and the best of the rounds is kept.
         for c in plan.concurrencies:
@@ -223,7 +237,7 @@ def bench_cache(plan: Plan, fake: FakeServer, tmp: Path) -> list[Row]:
             "concurrency": c, "db": db}
     # One process, two runs: the cache lives in the store, not in the process, and the
     # second run is the identical job (same items, rubrics, judge, settings).
-    served = Served(spec)
+    served = Served(spec).wait_ready()
     try:
         before = fake.requests()
         first = served.run(c)
