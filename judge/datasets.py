@@ -42,28 +42,32 @@ class Item(BaseModel):
         return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def split_pairs(
+    spec: str | Iterable[str] | Mapping[str, str] | None, what: str, example: str,
+    form: str = "KEY=COLUMN",
+) -> list[tuple[str, str]]:
+    """Split ``a=b,c=d`` (a string, several strings, or a mapping) into (key, value) pairs."""
+    if spec is None:
+        return []
+    if isinstance(spec, Mapping):
+        return [(str(k), str(v)) for k, v in spec.items()]
+    pairs = []
+    for part in [spec] if isinstance(spec, str) else list(spec):
+        for piece in part.split(","):
+            piece = piece.strip()
+            if not piece:
+                continue
+            if "=" not in piece:
+                raise DatasetError(f"Bad {what} '{piece}': expected {form}, e.g. {example}.")
+            key, value = (s.strip() for s in piece.split("=", 1))
+            pairs.append((key, value))
+    return pairs
+
+
 def parse_mapping(spec: str | Iterable[str] | Mapping[str, str] | None) -> dict[str, str]:
     """Parse ``input=question,output=answer`` (item field = source column) into a dict."""
-    if spec is None:
-        return {}
-    if isinstance(spec, Mapping):
-        pairs = list(spec.items())
-    else:
-        parts = [spec] if isinstance(spec, str) else list(spec)
-        pairs = []
-        for part in parts:
-            for piece in part.split(","):
-                piece = piece.strip()
-                if not piece:
-                    continue
-                if "=" not in piece:
-                    raise DatasetError(
-                        f"Bad column mapping '{piece}': expected FIELD=COLUMN, e.g. input=question."
-                    )
-                key, value = (s.strip() for s in piece.split("=", 1))
-                pairs.append((key, value))
     mapping: dict[str, str] = {}
-    for key, value in pairs:
+    for key, value in split_pairs(spec, "column mapping", "input=question", "FIELD=COLUMN"):
         if key not in ITEM_FIELDS:
             raise DatasetError(
                 f"Unknown item field '{key}' in the column mapping. "

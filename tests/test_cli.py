@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from judge.cli import main
+from tests.cli import run
 from tests.test_packs import (
     ACME,
     _third_party_dist,
@@ -25,16 +26,6 @@ REPO = Path(__file__).resolve().parent.parent
 BUILTIN = ("healthcare", "legal", "finance")
 
 
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run `judge ARGS` in-process; return (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> object:

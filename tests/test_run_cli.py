@@ -14,26 +14,16 @@ from typing import Any
 import pytest
 import yaml
 
-from judge.cli import main
 from judge.judgments import Status
 from judge.store import Store
 from judge.testing import FakeProvider, invalid_json, server_error, verdict
 from judge.tracking import find_run, read_run_metrics
+from tests.cli import run
 
 ACME = Path(__file__).resolve().parent / "data" / "packs" / "acme"
 JOB_RE = re.compile(r"job ([0-9a-f-]{36})")
 
 
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run `judge ARGS` in-process; return (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from judge.calibration.agreement import ScaleSpec
+from judge.datasets import split_pairs
 from judge.errors import DatasetError
 
 MAPPING_KEYS = ("item", "rater", "value", "raters", "values", "records")
@@ -61,24 +62,7 @@ class RatingsMatrix:
 
 def parse_ratings_mapping(spec: str | Iterable[str] | Mapping[str, str] | None) -> dict[str, str]:
     """Parse ``item=id,rater=annotator,score=rating`` into a dict of mapping keys."""
-    if spec is None:
-        return {}
-    if isinstance(spec, Mapping):
-        pairs = [(str(k), str(v)) for k, v in spec.items()]
-    else:
-        parts = [spec] if isinstance(spec, str) else list(spec)
-        pairs = []
-        for part in parts:
-            for piece in part.split(","):
-                piece = piece.strip()
-                if not piece:
-                    continue
-                if "=" not in piece:
-                    raise DatasetError(
-                        f"Bad ratings mapping '{piece}': expected KEY=COLUMN, e.g. rater=annotator."
-                    )
-                k, v = (s.strip() for s in piece.split("=", 1))
-                pairs.append((k, v))
+    pairs = split_pairs(spec, "ratings mapping", "rater=annotator")
     out: dict[str, str] = {}
     for k, v in pairs:
         key = _SYNONYMS.get(k, k)

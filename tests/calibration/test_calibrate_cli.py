@@ -11,23 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from judge.cli import main
 from judge.testing import verdict
+from tests.cli import run_cli
 
 BINARY = "healthcare/phi-exposure"  # pass/fail, inputs input + output
 LIKERT = "tone"  # 1..5
 JUDGE = "openai/fake-judge"
 
 
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def tag(i: int) -> str:

@@ -9,21 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from judge.cli import main
+from tests.cli import run_cli
 
 KQA_MAP = "raters=label_0|label_1|label_2"
 DICES_MAP = "records=instances,item=id,values=annotations.safety.individual_human_scores"
 
 
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def stats(capsys, *extra: str) -> list[dict]:
