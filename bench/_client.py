@@ -31,7 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-MODEL = "openai/fake-judge"
+# A model litellm has a price for, as a real judge would be (the fake answers any name):
+# an unknown name sends litellm down its slower "no price found" diagnostics per call.
+MODEL = "openai/gpt-4.1-mini"
 API_KEY = "sk-bench-fake"
 WARMUP = 8
 

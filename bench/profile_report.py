@@ -4,8 +4,9 @@
     1. inclusive time of the judge-side frames that matter (``judge_once``,
        ``build_messages``, instructor's ``create_with_completion``, litellm's
        ``acompletion``, the store flush…) as % of the profiled time;
-    2. self time by package (judge, instructor, litellm, pydantic, jinja2, httpx…);
-    3. the top functions by self time.
+    2. the library and judge functions with the most inclusive time;
+    3. self time by package (judge, instructor, litellm, pydantic, jinja2, httpx…);
+    4. the top functions by self time.
 Idle time (the event loop waiting in ``epoll``) is reported apart: it is not CPU.
 """
 
@@ -67,6 +68,9 @@ def _walk(frame: Any, stack: tuple[tuple[str, str], ...], out: dict[str, Any]) -
             s[0] == fn and frag in s[1] for s in stack
         ):
             out["watch"][label] += frame.time
+    if key not in stack:  # inclusive time, each function counted at its outermost call
+        where = f"{key[0]}  {key[1].split('site-packages/')[-1]}:{frame.line_no}"
+        out["incl_fn"][where] += frame.time
     for child in frame.children:
         if not child.is_synthetic:
             _walk(child, (*stack, key), out)
@@ -79,7 +83,8 @@ def summarise(path: str, top: int = 25) -> str:
     session = Session.load(path)
     root = session.root_frame()
     out: dict[str, Any] = {"idle": 0.0, "cpu": 0.0, "self_fn": defaultdict(float),
-                           "self_pkg": defaultdict(float), "watch": defaultdict(float)}
+                           "self_pkg": defaultdict(float), "watch": defaultdict(float),
+                           "incl_fn": defaultdict(float)}
     if root is not None:
         _walk(root, (), out)
     total = out["cpu"] or 1.0
@@ -93,6 +98,18 @@ def summarise(path: str, top: int = 25) -> str:
     lines += ["", "self time by package:"]
     for pkg, t in sorted(out["self_pkg"].items(), key=lambda kv: -kv[1]):
         lines.append(f"  {100 * t / total:5.1f}%  {pkg}")
+    lines += ["", f"top {top} library/judge functions by inclusive time (below the engine):"]
+    skip = ("asyncio/", "_client.py", "bench/", "<built-in>", "selectors", "engine.py",
+            "judge_once", "retry_async_v2", "new_create_async", "create_with_completion",
+            "acompletion  /work", "contextvars")
+    shown = 0
+    for fn, t in sorted(out["incl_fn"].items(), key=lambda kv: -kv[1]):
+        if any(k in fn for k in skip) or t / total < 0.01:
+            continue
+        lines.append(f"  {100 * t / total:5.1f}%  {fn}")
+        shown += 1
+        if shown >= top:
+            break
     lines += ["", f"top {top} functions by self time:"]
     for fn, t in sorted(out["self_fn"].items(), key=lambda kv: -kv[1])[:top]:
         lines.append(f"  {100 * t / total:5.1f}%  {fn}")

@@ -391,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help=f"comma-separated sections: {', '.join(SECTIONS)}")
     parser.add_argument("--markdown", help="also write the table as Markdown to this file")
     parser.add_argument("--json", help="also write the raw measurements to this file")
+    parser.add_argument("--scale-sizes", help="override the scale section's item counts, "
+                        "e.g. 1000,10000")
     parser.add_argument("--profile", metavar="PATH",
                         help="profile instructor and judge at C=64 instead of the suite")
     args = parser.parse_args(argv)
@@ -398,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
         profile(args.profile, items=300)
         return 0
     plan = make_plan(args.quick, args.only)
+    if args.scale_sizes:
+        plan.scale_sizes = tuple(int(x) for x in args.scale_sizes.split(","))
     started = time.perf_counter()
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="judge-bench-") as tmpdir:
