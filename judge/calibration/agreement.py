@@ -203,14 +203,14 @@ class ScaleSpec:
     def primary(self) -> str:
         return "cohen_kappa_quadratic" if self.ordered else "cohen_kappa"
 
-    def to_value(self, codes: np.ndarray) -> np.ndarray:
+    def to_value(self, codes: Sequence[float] | np.ndarray) -> np.ndarray:
         """Numeric values of codes (identity except for labels with scores)."""
         codes = np.asarray(codes, float)
         if self.kind == "labels" and self.scores is not None:
             return np.interp(codes, self.codes, self.level_values)
         return codes
 
-    def to_level(self, values: np.ndarray) -> np.ndarray:
+    def to_level(self, values: Sequence[float] | np.ndarray) -> np.ndarray:
         """Round (possibly fractional) codes to the nearest level, half up; NaN stays."""
         values = np.asarray(values, float)
         lo, hi = self.codes[0], self.codes[-1]

@@ -42,8 +42,9 @@ def _clean(*arrays: Any) -> tuple[np.ndarray, ...]:
     return tuple(a[keep] for a in arrs)
 
 
-def verbosity_bias(judge: Sequence[float], human: Sequence[float], lengths: Sequence[float], *,
-                   n_boot: int = 1000, seed: int | None = 0) -> ProbeResult:
+def verbosity_bias(judge: Sequence[float] | np.ndarray, human: Sequence[float] | np.ndarray,
+                   lengths: Sequence[float] | np.ndarray, *, n_boot: int = 1000,
+                   seed: int | None = 0) -> ProbeResult:
     """Does the judge − human residual grow with output length?
 
     Figures: ``spearman`` (residual vs length) and ``slope`` (least-squares residual
@@ -148,7 +149,7 @@ def same_model(a: str | None, b: str | None) -> bool:
     return norm(a) == norm(b)
 
 
-def self_preference(judge: Sequence[float], human: Sequence[float],
+def self_preference(judge: Sequence[float] | np.ndarray, human: Sequence[float] | np.ndarray,
                     authors: Sequence[str | None], judge_model: str, *, n_boot: int = 1000,
                     seed: int | None = 0) -> ProbeResult:
     """Does the judge favour outputs its own model wrote?
