@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -363,35 +364,40 @@ def validate_data(
 
 
 def _schema_issues(err: jsonschema.ValidationError, source: str) -> list[ValidationIssue]:
+    # jsonschema types `schema` as a mapping, a boolean schema or unset; the oneOf and
+    # additionalProperties keywords only ever come from a mapping.
+    schema: Mapping[str, Any] = err.schema if isinstance(err.schema, Mapping) else {}
+    instance = err.instance
     # A oneOf over the scale/check variants: report the variant the `type` selects.
-    if err.validator == "oneOf" and err.context and isinstance(err.instance, dict):
-        wanted = err.instance.get("type")
+    if err.validator == "oneOf" and err.context and isinstance(instance, dict):
+        wanted = instance.get("type")
         picked = [
             sub for sub in err.context
             if sub.schema_path and wanted is not None
-            and _variant_type(err.schema, sub.schema_path[0]) == wanted
+            and _variant_type(schema, sub.schema_path[0]) == wanted
         ]
         if picked:
             out: list[ValidationIssue] = []
             for sub in picked:
                 out.extend(_schema_issues(sub, source))
             return out
-        types = [_variant_type(err.schema, i) for i in range(len(err.schema.get("oneOf", [])))]
+        types = [_variant_type(schema, i) for i in range(len(schema.get("oneOf", [])))]
         return [ValidationIssue(source, err.json_path + ".type", "enum",
                                 f"type must be one of {[t for t in types if t]}", wanted)]
     if err.validator == "additionalProperties":
-        allowed = sorted(err.schema.get("properties", {}))
-        extra = sorted(set(err.instance) - set(allowed)) if isinstance(err.instance, dict) else []
+        allowed = sorted(schema.get("properties", {}))
+        if not isinstance(instance, dict):
+            return []
         return [
             ValidationIssue(source, f"{err.json_path}.{key}", "additionalProperties",
                             f"unknown key '{key}'; allowed keys: {', '.join(allowed)}",
-                            err.instance[key])
-            for key in extra
+                            instance[key])
+            for key in sorted(set(instance) - set(allowed))
         ]
     return [ValidationIssue(source, err.json_path, str(err.validator), err.message, err.instance)]
 
 
-def _variant_type(schema: dict[str, Any], index: Any) -> str | None:
+def _variant_type(schema: Mapping[str, Any], index: Any) -> str | None:
     try:
         variant = schema["oneOf"][index]
     except (KeyError, IndexError, TypeError):
