@@ -447,7 +447,7 @@ class PackRegistry:
             source = f"entry-point {ep.value} (dist {dist})"
             candidates.append((ep.name, 1, f"{dist} {ep.value}", source, _ep_loader(ep, source)))
         for d in _pack_home_dirs(pack_home):
-            candidates.append((d.name, 0, "", "pack-home", lambda d=d: d))
+            candidates.append((d.name, 0, "", "pack-home", _fixed_path(d)))
         candidates.sort(key=lambda c: c[:3])
         reg = cls(pack_home=pack_home, core=load_core_rubrics(), fingerprint=fingerprint)
         by_name: dict[str, list[str]] = {}
@@ -511,6 +511,11 @@ def _ep_loader(ep: Any, source: str) -> Callable[[], Path]:
                 "zero-argument callable returning one.") from exc
 
     return locate
+
+
+def _fixed_path(path: Path) -> Callable[[], Path]:
+    # A function per candidate binds its own path; a loop lambda would see the last one.
+    return lambda: path
 
 
 def _pack_home_dirs(pack_home: Path) -> list[Path]:
@@ -771,10 +776,15 @@ def _plan_dir(src: Path) -> tuple[_Plan, Callable[[], None]]:
             if stat.S_ISDIR(st.st_mode):
                 plan.add_dir(src, rel)
             elif stat.S_ISREG(st.st_mode):
-                plan.add_file(src, rel, st.st_size, lambda path=path: path.open("rb"))
+                plan.add_file(src, rel, st.st_size, _file_opener(path))
             else:
                 raise _refuse(src, str(rel), "is a device, FIFO or other special file")
     return plan, lambda: None
+
+
+def _file_opener(path: Path) -> Callable[[], IO[bytes]]:
+    # Opened lazily, only when the plan is carried out; bound per file, not per loop.
+    return lambda: path.open("rb")
 
 
 def _copy_limited(reader: IO[bytes], dest: Path, src: Path, rel: PurePosixPath) -> int:
