@@ -59,6 +59,28 @@ def make_items(n: int, offset: int = 0) -> list[Any]:
     return out
 
 
+class _GcClock:
+    """Seconds spent in the garbage collector (all generations), via ``gc.callbacks``."""
+
+    def __init__(self) -> None:
+        import gc
+
+        self.total = 0.0
+        self.full = 0  # generation-2 collections: they walk every live object
+        self._t0 = 0.0
+        gc.callbacks.append(self._cb)
+
+    def _cb(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.total += time.perf_counter() - self._t0
+            self.full += info.get("generation") == 2
+
+
+GC = _GcClock()
+
+
 def _rusage() -> tuple[float, float]:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024.0
@@ -235,6 +257,7 @@ async def _judge_client(spec: dict[str, Any]) -> tuple[Runner, Any]:
             # "{run}" in the URL: a fresh database per run, so no run reads another's cache.
             store = Store.open(spec["db"].replace("{run}", f"{level}-{index}"))
         profiler = _start_profile(spec)
+        gc0, full0 = GC.total, GC.full
         cpu0, _ = _rusage()
         t0 = time.perf_counter()
         result = await evaluate_async(items, rubrics, [judge], concurrency=level, store=store,
@@ -248,7 +271,8 @@ async def _judge_client(spec: dict[str, Any]) -> tuple[Runner, Any]:
         return {"concurrency": level, "n": len(result.judgments),
                 "calls": result.provider_calls, "errors": errors,
                 "cached": sum(1 for j in result.judgments if j.cached),
-                "elapsed": elapsed, "cpu": cpu1 - cpu0, "rss_mb": rss}
+                "elapsed": elapsed, "cpu": cpu1 - cpu0, "rss_mb": rss,
+                "gc_s": GC.total - gc0, "gc_full": GC.full - full0}
 
     async def close() -> None:
         return None

@@ -278,7 +278,8 @@ def bench_scale(plan: Plan, fast: FakeServer, tmp: Path) -> list[Row]:
         rows.append(Row("scale", f"{n} items L=5ms C={plan.scale_concurrency}", r["n"],
                         _rate(r), per / per0, f"× time/judgment at {plan.scale_sizes[0]}",
                         _cpu_ms(r), _cpu_ms(r) / _cpu_ms(base), r["rss_mb"],
-                        "target ≤1.10× time/judgment; RSS < 1024 MB"))
+                        f"GC {1000 * r.get('gc_s', 0) / r['n']:.2f} ms/j "
+                        f"({r.get('gc_full', 0)} full); target ≤1.10× time/j, RSS < 1024 MB"))
     return rows
 
 
