@@ -247,6 +247,13 @@ class Rubric(_Strict):
     def pairwise(self) -> bool:
         return isinstance(self.scale, PairwiseScale)
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False
+                   ) -> Rubric:
+        """A copy; its content hash is recomputed, never carried over from the original."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy.__dict__.pop("content_hash", None)
+        return copy
+
     @cached_property
     def content_hash(self) -> str:
         """sha256 of the rubric's canonical JSON: any change of content changes it."""

@@ -117,3 +117,13 @@ def test_hash_is_sha256_of_canonical_json() -> None:
     canonical = json.dumps(rubric.model_dump(mode="json", by_alias=True), sort_keys=True,
                            separators=(",", ":"))
     assert rubric.content_hash == hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def test_a_copy_with_changes_gets_its_own_content_hash() -> None:
+    from judge.rubrics import load_core_rubrics
+
+    tone = load_core_rubrics()["tone"]
+    original = tone.content_hash
+    changed = tone.model_copy(update={"instructions": tone.instructions + " Be strict."})
+    assert changed.content_hash != original
+    assert tone.model_copy().content_hash == original
