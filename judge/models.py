@@ -52,12 +52,23 @@ class _Usage:
         self.tokens_in = 0
         self.tokens_out = 0
         self.requests = 0
+        self.responses = 0
+        # litellm prices every response it returns; summing those prices avoids pricing
+        # the tokens a second time. One unpriced response makes the whole cost unknown.
+        self.cost: float | None = 0.0
 
-    def add(self, usage: Any) -> None:
-        if usage is None:
-            return
-        self.tokens_in += int(getattr(usage, "prompt_tokens", 0) or 0)
-        self.tokens_out += int(getattr(usage, "completion_tokens", 0) or 0)
+    def add(self, response: Any) -> None:
+        self.responses += 1
+        usage = getattr(response, "usage", None)
+        if usage is not None:
+            self.tokens_in += int(getattr(usage, "prompt_tokens", 0) or 0)
+            self.tokens_out += int(getattr(usage, "completion_tokens", 0) or 0)
+        hidden = getattr(response, "_hidden_params", None) or {}
+        price = hidden.get("response_cost") if isinstance(hidden, dict) else None
+        if price is None or self.cost is None:
+            self.cost = None
+        else:
+            self.cost += float(price)
 
 
 _CALL_LOG: contextvars.ContextVar[_Usage | None] = contextvars.ContextVar(
@@ -98,7 +109,7 @@ def _client() -> Any:
                 log.requests += 1
             response = await litellm.acompletion(**kwargs)
             if log is not None:
-                log.add(getattr(response, "usage", None))
+                log.add(response)
             return response
 
         _CLIENT = instructor.from_litellm(acompletion)
@@ -282,6 +293,30 @@ def verdict_model(rubric: Rubric) -> type[BaseModel]:
     return model
 
 
+_WIRE_MODELS: dict[str, type[BaseModel]] = {}
+
+
+def _wire_model(rubric: Rubric) -> type[BaseModel]:
+    """The verdict model as instructor sends it, built once per rubric version.
+
+    instructor wraps a plain model in a new ``ResponseSchema`` subclass on every call
+    (``pydantic.create_model``: about a tenth of the CPU of a judge call); handing it one
+    that already is a ``ResponseSchema`` skips that. Same fields, same JSON Schema.
+    """
+    key = rubric.content_hash
+    cached = _WIRE_MODELS.get(key)
+    if cached is None:
+        _litellm()  # instructor is imported after litellm is configured
+        try:
+            from instructor.v2.core.function_calls import response_schema
+        except ImportError:  # an instructor without it: it wraps the plain model per call
+            cached = verdict_model(rubric)
+        else:
+            cached = response_schema(verdict_model(rubric))
+        _WIRE_MODELS[key] = cached
+    return cached
+
+
 def _bounds(rubric: Rubric) -> dict[str, Any]:
     scale = rubric.scale
     return {"ge": scale.min, "le": scale.max} if isinstance(scale, LikertScale) else {}
@@ -356,6 +391,8 @@ class LocalRateLimiter:
 
 def _cost(judge: JudgeModel, usage: _Usage) -> float | None:
     """USD cost of the tokens by litellm's price map; None when the model has no price."""
+    if usage.responses:
+        return usage.cost  # priced by litellm as each response arrived
     litellm = _litellm()
     try:
         prompt_cost, completion_cost = litellm.cost_per_token(
@@ -469,7 +506,7 @@ async def judge_once(
         judge.prompts.PromptTemplateError: a bad ``template`` or ``order`` (a user error).
     """
     prompt = build_messages(rubric, item, order=order, template=template)
-    response_model = verdict_model(rubric)
+    response_model = _wire_model(rubric)
     base: dict[str, Any] = {
         "job_id": job_id,
         "item_id": item.id,
