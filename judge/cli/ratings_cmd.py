@@ -63,7 +63,8 @@ def import_cmd(file: Path | None, rubric_id: str | None, mapping: tuple[str, ...
     for r in results:
         console.print(
             f"{r.source}: {r.new_ratings} new of {r.ratings} ratings ({r.form} form, "
-            f"{r.raters} raters) on {r.rubric_id}; {r.new_items} new of {r.items} items in "
+            f"{r.raters} rater{'' if r.raters == 1 else 's'}) on {r.rubric_id}; "
+            f"{r.new_items} new of {r.items} items in "
             f"dataset '{r.dataset_name}'", highlight=False, soft_wrap=True)
 
 
