@@ -86,7 +86,8 @@ def dataset_hash(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, row) of a JSONL, CSV or TSV file, with the line of any bad JSON."""
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
         with path.open(encoding="utf-8") as fh:
@@ -130,7 +131,7 @@ def read_items(
     cols = parse_mapping(mapping)
     items: list[Item] = []
     seen: dict[str, int] = {}
-    for lineno, row in _rows(path):
+    for lineno, row in read_rows(path):
         items.append(_row_to_item(path, lineno, row, cols, seen))
     if not items:
         raise DatasetError(f"{path}: the dataset has no items.")

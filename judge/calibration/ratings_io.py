@@ -20,7 +20,6 @@ are missing ratings and are left out. Every other field of a row is kept in ``it
 
 from __future__ import annotations
 
-import csv
 import fnmatch
 import json
 import math
@@ -33,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from judge.calibration.agreement import ScaleSpec
-from judge.datasets import split_pairs
+from judge.datasets import read_rows, split_pairs
 from judge.errors import DatasetError
 
 MAPPING_KEYS = ("item", "rater", "value", "raters", "values", "records")
@@ -99,24 +98,8 @@ def _is_missing(v: Any) -> bool:
 
 def _records(path: Path, records: str | None) -> list[tuple[int, dict[str, Any]]]:
     suffix = path.suffix.lower()
-    if suffix in (".csv", ".tsv"):
-        with path.open(encoding="utf-8", newline="") as fh:
-            reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
-            return [(i, dict(row)) for i, row in enumerate(reader, 2)]
-    if suffix in (".jsonl", ".ndjson"):
-        out = []
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DatasetError(f"{path}: line {lineno}: invalid JSON: {exc.msg}.") from exc
-                if not isinstance(row, dict):
-                    raise DatasetError(f"{path}: line {lineno}: expected a JSON object.")
-                out.append((lineno, row))
-        return out
+    if suffix in (".csv", ".tsv", ".jsonl", ".ndjson"):
+        return list(read_rows(path))
     if suffix == ".json":
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
