@@ -4,11 +4,15 @@ issue API tokens."""
 from __future__ import annotations
 
 import os
+import sys
 
 import click
 
 from judge.cli._output import console, emit_json
 from judge.errors import JudgeError
+
+#: The Celery application, by name (module:attribute), as `celery -A` takes it.
+CELERY_APP = "tasks.celery:app"
 
 
 @click.command()
@@ -31,13 +35,16 @@ def worker(concurrency: int, pool: str, loglevel: str, queue: str | None) -> Non
     from judge.service import ServiceSettings
 
     settings = ServiceSettings.from_env()
-    from tasks.celery import app
-
-    argv = ["worker", "-Q", queue or settings.queue, "-P", pool, "-c", str(concurrency),
+    # The Celery app lives in tasks/, above the library: it is named, never imported here
+    # (judge/ does not import tasks/). exec keeps this process's pid for the worker.
+    argv = [sys.executable, "-m", "celery", "-A", CELERY_APP, "worker",
+            "-Q", queue or settings.queue, "-P", pool, "-c", str(concurrency),
             "--loglevel", loglevel, "-n", f"judge-{os.getpid()}@%h",
             # Faster start, and nothing the chunks need: they coordinate through the store.
             "--without-gossip", "--without-mingle"]
-    app.worker_main(argv=argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)
 
 
 @click.command()
