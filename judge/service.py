@@ -182,6 +182,12 @@ def run_inprocess(
                                      idempotency_key=idempotency_key)
     store.set_job_status(job.id, "running")
     calibrators = load_calibrators(store, rubrics, judges)
+    warming = None
+    if log_mlflow:
+        from judge.tracking import warm_up as warm_up_mlflow
+
+        # MLflow's import and store opening (seconds) overlap with judging, not follow it.
+        warming = warm_up_mlflow(spec.experiment)
     try:
         result = asyncio.run(evaluate_async(
             items, rubrics, judges, samples=spec.samples, concurrency=spec.concurrency,
@@ -193,6 +199,8 @@ def run_inprocess(
         raise
     # Progress counters were kept by the store as each batch of judgments was written.
     outcome = JobOutcome(job_id=job.id, status="succeeded", result=result)
+    if warming is not None:
+        warming.join()  # never two first-time openings of one MLflow store at once
     finalize(store, job.id, spec, result.judgments, outcome, log_mlflow=log_mlflow)
     return outcome
 
