@@ -90,6 +90,12 @@ def _litellm() -> Any:
         litellm.disable_hf_tokenizer_download = True
         # instructor logs every failed attempt at ERROR; we report them in the judgment.
         logging.getLogger("instructor").addHandler(logging.NullHandler())
+        # litellm logs every call at INFO; a Celery worker's root logger is at INFO, so
+        # without this a worker spends a tenth of its CPU writing one line per judge call.
+        # LITELLM_LOG (litellm's own switch) still turns its logging back on.
+        if not os.environ.get("LITELLM_LOG"):
+            for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+                logging.getLogger(name).setLevel(logging.WARNING)
         _LITELLM = litellm
     return _LITELLM
 
