@@ -24,8 +24,6 @@ ACME = Path(__file__).resolve().parent / "data" / "packs" / "acme"
 JOB_RE = re.compile(r"job ([0-9a-f-]{36})")
 
 
-
-
 @pytest.fixture
 def acme(capsys: pytest.CaptureFixture[str], judge_home: Path) -> str:
     """The acme test pack, installed into the judge home with `judge packs install`."""
@@ -373,3 +371,31 @@ def test_bad_judge_settings_are_user_errors(
                          *judge_args(fake_provider), option, value)
     assert code == 2 and named in err and "Traceback" not in err + out
     assert fake_provider.count == 0
+
+
+def test_unapproved_judges_warn_and_require_calibrated_refuses(
+    capsys: pytest.CaptureFixture[str], judge_home: Path, fake_provider: FakeProvider,
+    dataset: Path,
+) -> None:
+    from judge.packs import find_rubric
+
+    args = ["run", str(dataset), "--rubric", "tone", *judge_args(fake_provider)]
+    code, _out, err = run(capsys, *args, "--require-calibrated")
+    assert code == 2
+    assert "--require-calibrated" in err and "openai/some-model on tone" in err
+    assert fake_provider.count == 0  # refused before any judge call
+
+    code, _out, err = run(capsys, *args)
+    assert code == 0
+    assert "not approved by calibration" in err
+
+    # An approved calibration of this judge on this exact rubric version lifts both.
+    tone = find_rubric("tone")
+    with Store.open() as store:
+        store.save_calibration(
+            rubric_id=tone.id, rubric_version=tone.version, rubric_hash=tone.content_hash,
+            judge_model="openai/some-model", prompt_hash=None, split="all",
+            figures={"primary": "cohen_kappa_quadratic"}, approved=True)
+    code, _out, err = run(capsys, *args, "--require-calibrated")
+    assert code == 0, err
+    assert "not approved" not in err
