@@ -2,8 +2,8 @@
 
 ``judge.testing.FakeProvider`` keeps every request body (tests inspect them); at 100k
 requests that is a memory leak in the fake, not in the client. This subclass counts
-requests instead and serves the counter at ``GET /stats`` (``{"requests": n}``), so the
-cache benchmark can prove a rerun makes no call. Replies (default verdicts, latency) are
+requests instead; the fake's ``GET /stats`` (``{"requests": n}``) serves that count, so
+the cache benchmark can prove a rerun makes no call. Replies (default verdicts, latency) are
 the fake's own.
 
 Run it in its own process so its CPU is not charged to the client being measured::
@@ -14,12 +14,9 @@ Run it in its own process so its CPU is not charged to the client being measured
 from __future__ import annotations
 
 import argparse
-import socket
 import threading
 import time
 from typing import Any
-
-from aiohttp import web
 
 from judge.testing.fake_provider import FakeProvider, Reply
 
@@ -41,24 +38,6 @@ class CountingProvider(FakeProvider):
         with self._count_lock:
             self.served += 1
         return None
-
-    async def _stats(self, request: web.Request) -> web.Response:
-        return web.json_response({"requests": self.served, "latency_ms": self.latency_ms})
-
-    async def _serve(self) -> None:
-        # FakeProvider._serve plus the /stats route (routes are frozen once set up).
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        for path in ("/v1/chat/completions", "/chat/completions"):
-            app.router.add_post(path, self._handle)
-        app.router.add_get("/stats", self._stats)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                     shutdown_timeout=1.0)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
-        self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock, backlog=4096).start()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -417,3 +417,14 @@ def test_default_policy_fits_every_scale(fake_provider: FakeProvider, rubric: Ru
     j = _run(judge_once(_judge(fake_provider), rubric, item))
     assert j.status == Status.OK and j.attempts == 1, j.error
     assert j.score is not None or j.label in ("a", "b") or j.passed is not None
+
+
+def test_fake_serves_its_request_count_for_other_processes(
+    fake_provider: FakeProvider, likert: Rubric
+) -> None:
+    import httpx
+
+    judge = JudgeModel(model="openai/some-model", api_base=fake_provider.url)
+    asyncio.run(judge_once(judge, likert, Item(id="s", input="q", output="a")))
+    stats = httpx.get(fake_provider.url.removesuffix("/v1") + "/stats").json()
+    assert stats["requests"] == fake_provider.count == 1

@@ -330,12 +330,17 @@ class FakeProvider:
         loop.run_forever()
         loop.close()
 
+    async def _stats(self, request: web.Request) -> web.Response:
+        """``GET /stats``: how many requests were served, for a process outside this one."""
+        return web.json_response({"requests": self.count, "latency_ms": self.latency_ms})
+
     async def _serve(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         for path in ("/v1/chat/completions", "/chat/completions"):
             app.router.add_post(path, self._handle)
         for path in ("/v1/models", "/models"):
             app.router.add_get(path, self._models)
+        app.router.add_get("/stats", self._stats)
         self._runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=1.0
         )
@@ -344,7 +349,7 @@ class FakeProvider:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self.port))
         self.port = sock.getsockname()[1]
-        site = web.SockSite(self._runner, sock, backlog=2048)
+        site = web.SockSite(self._runner, sock, backlog=4096)
         await site.start()
 
     # -- handlers --------------------------------------------------------------------------
